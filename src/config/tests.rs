@@ -1,0 +1,109 @@
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../config/bulkhead.example.toml");
+
+#[test]
+fn example_file_documents_exactly_the_defaults() {
+    let documented: toml::Value = toml::from_str(EXAMPLE).expect("example parses as TOML");
+    let defaults = toml::Value::try_from(Config::default()).expect("defaults serialize");
+    assert_eq!(
+        documented, defaults,
+        "config/bulkhead.example.toml and Config::default() have drifted apart; \
+         every key must be documented with its default"
+    );
+    Config::from_toml_str(EXAMPLE).expect("example is a valid config");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = Config::from_toml_str("[server]\nbindd = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(err.to_string().contains("server.bindd"), "{err}");
+    let err = Config::from_toml_str("[nosuchsection]\nx = 1\n").unwrap_err();
+    assert!(err.to_string().contains("nosuchsection"), "{err}");
+    let err = Config::from_toml_str("[circuits.postgres]\nopen_wait = 1\n").unwrap_err();
+    assert!(
+        err.to_string().contains("circuits.postgres.open_wait"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ill_typed_key_is_named() {
+    let err = Config::from_toml_str("[server]\nshutdown_timeout_secs = \"soon\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("server.shutdown_timeout_secs"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[server]\nbind = \"not an address\"\n").unwrap_err();
+    assert!(err.to_string().contains("server.bind"), "{err}");
+    let err = Config::from_toml_str("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n").unwrap_err();
+    assert!(err.to_string().contains("server.trusted_proxies"), "{err}");
+}
+
+#[test]
+fn invalid_values_are_named() {
+    let err = Config::from_toml_str("[auth]\njwt_secret = \"short\"\n").unwrap_err();
+    assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+    let err = Config::from_toml_str("[database]\nurl = \"mysql://nope\"\n").unwrap_err();
+    assert!(err.to_string().contains("database.url"), "{err}");
+    let err = Config::from_toml_str("[auth]\nbootstrap_admin_email = \"a@b.c\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("auth.bootstrap_admin_email"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[metrics]\nlatency_buckets_secs = [0.5, 0.1]\n").unwrap_err();
+    assert!(
+        err.to_string().contains("metrics.latency_buckets_secs"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[rate_limits.user]\nquota = 0\n").unwrap_err();
+    assert!(err.to_string().contains("rate_limits.user.quota"), "{err}");
+}
+
+#[test]
+fn environment_overrides_file() {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(
+        &file,
+        "[server]\nshutdown_timeout_secs = 7\nbind = \"127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    // A prefix of its own so parallel tests never see these variables.
+    std::env::set_var("BHTEST_ENV_OVR__SERVER__SHUTDOWN_TIMEOUT_SECS", "11");
+    std::env::set_var("BHTEST_ENV_OVR__RATE_LIMITS__USER__QUOTA", "42");
+    std::env::set_var(
+        "BHTEST_ENV_OVR__SERVER__TRUSTED_PROXIES",
+        "[\"10.0.0.0/8\", \"::1/128\"]",
+    );
+    let cfg = Config::load_from(Some(&file), Env::prefixed("BHTEST_ENV_OVR__")).unwrap();
+    assert_eq!(cfg.server.shutdown_timeout_secs, 11);
+    assert_eq!(cfg.server.bind.port(), 9);
+    assert_eq!(cfg.rate_limits.user.quota, 42);
+    assert_eq!(cfg.server.trusted_proxies.len(), 2);
+
+    std::env::set_var("BHTEST_ENV_BAD__SERVER__WORKERS", "many");
+    let err = Config::load_from(None, Env::prefixed("BHTEST_ENV_BAD__")).unwrap_err();
+    assert!(err.to_string().contains("server.workers"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let err = Config::load(Some(Path::new("/nonexistent/bulkhead.toml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::MissingFile(_)));
+}
+
+#[test]
+fn redacted_output_hides_secrets() {
+    let cfg = Config::from_toml_str(
+        "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n\
+         [database]\nurl = \"postgres://u:pw@localhost/db\"\n",
+    )
+    .unwrap();
+    let text = cfg.to_redacted_toml();
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+    assert!(!text.contains(":pw@"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+}

@@ -1,0 +1,4 @@
+//! Domain types: parsed, validated values the store and the services work with.
+//! Parse, don't validate: a value of these types is valid by construction.
+
+pub mod user;

@@ -1,0 +1,66 @@
+//! Operations endpoints: `/health` (the process runs), `/ready` (it should get traffic),
+//! `/metrics` (Prometheus text exposition).
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::{resource, AppState};
+
+/// How long `/ready` waits for the store before calling it unavailable.
+const STORE_CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/health", "GET, HEAD")
+            .route(web::get().to(health))
+            .route(web::head().to(health)),
+    )
+    .service(
+        resource("/ready", "GET, HEAD")
+            .route(web::get().to(ready))
+            .route(web::head().to(ready)),
+    )
+    .service(resource("/metrics", "GET").route(web::get().to(metrics)));
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({"status": "ok"}))
+}
+
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let store_ok = matches!(
+        tokio::time::timeout(STORE_CHECK_DEADLINE, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let shutting_down = state.lifecycle.is_shutting_down();
+    let ok = store_ok && !shutting_down;
+    let checks = json!({
+        "store": if store_ok { "ok" } else { "unavailable" },
+        "shutdown": if shutting_down { "in_progress" } else { "ok" },
+    });
+    let mut res = if ok {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "backend": state.store.backend().as_str(),
+            "checks": checks,
+        }))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match &state.metrics {
+        Some(handle) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(handle.render()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}

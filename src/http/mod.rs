@@ -1,0 +1,78 @@
+//! The HTTP surface: the only place that knows actix-web, builds responses and turns
+//! errors into problem+json.
+//!
+//! Middleware, outermost first (actix applies the last `wrap` outermost):
+//! 1. [`request::middleware`]: request id, log span, problem rendering, access log; it
+//!    must see every response, errors of inner layers included, so it is outermost.
+//! 2. compression: after the problem body exists, so error bodies are compressed too.
+
+pub mod client_ip;
+pub mod extract;
+mod health;
+pub mod problem;
+pub mod request;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpResponse};
+
+use crate::config::Config;
+use crate::store::Store;
+pub use problem::{ApiError, ErrorCode, FieldError};
+
+/// Shared by every worker; cheap to clone.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// Process-wide lifecycle flags.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    shutting_down: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// A resource that answers 405 with `Allow` for the methods it does not route.
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+    }))
+}
+
+/// Build the application for one worker.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(extract::query_config())
+        .app_data(extract::path_config())
+        .wrap(Compress::default())
+        .wrap(from_fn(request::middleware))
+        .configure(health::routes)
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::not_found())
+        }))
+}

@@ -1,0 +1,157 @@
+//! The outermost middleware: request id, the request's log span, problem rendering and
+//! the access log.
+//!
+//! - `X-Request-Id`: a valid inbound value (1..=128 of `A-Za-z0-9._-`) is kept, otherwise
+//!   one is generated; it is on every response and in the span every log line of the
+//!   request is written in.
+//! - Problems: every error response becomes RFC 9457 problem+json here, because only here
+//!   are the request id and the path (`instance`) known. Errors of our own carry a
+//!   [`PendingProblem`]; framework errors (extractor failures, unmatched routes) are mapped
+//!   from their status.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage};
+use tracing::Instrument;
+
+use super::problem::{ErrorCode, PendingProblem, PROBLEM_JSON};
+use super::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Facts about the request every later layer may need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub id: String,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The authenticated caller's id, put in the request extensions by authentication so the
+/// access log can name the user.
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedUser(pub uuid::Uuid);
+
+fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    let ok = (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(s)
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let start = Instant::now();
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(valid_request_id)
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client_ip = {
+        let peer = req.peer_addr().map(|a| a.ip());
+        let xff = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let trusted = state
+            .as_ref()
+            .map_or(&[][..], |s| &s.config.server.trusted_proxies[..]);
+        super::client_ip::resolve(peer, xff, trusted)
+    };
+    req.extensions_mut().insert(RequestContext {
+        id: id.clone(),
+        client_ip,
+    });
+    let span = tracing::info_span!("request", request_id = %id);
+
+    // Inner layers answer errors as responses (handlers and extractors do so by
+    // construction; our middlewares never return `Err`). An `Err` here has lost its
+    // request, so it can only be passed on for actix to answer.
+    let res = next.call(req).instrument(span.clone()).await.inspect_err(|e| {
+        tracing::error!(parent: &span, error = %e, "a layer returned an error instead of a response");
+    })?;
+    let mut res = render_problem(res.map_into_boxed_body(), &id);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+
+    if state.as_ref().is_none_or(|s| s.config.log.access_log) {
+        let http_req = res.request();
+        let user = http_req.extensions().get::<LoggedUser>().map(|u| u.0);
+        let status = res.status().as_u16();
+        let route = http_req.match_pattern();
+        let elapsed = start.elapsed();
+        tracing::info!(
+            parent: &span,
+            method = %http_req.method(),
+            route = route.as_deref().unwrap_or("unmatched"),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            client_ip = client_ip.map(tracing::field::display),
+            user_id = user.map(tracing::field::display),
+            "access"
+        );
+    }
+    Ok(res)
+}
+
+/// Give every error response its problem+json body.
+fn render_problem(mut res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let pending = res
+        .response_mut()
+        .extensions_mut()
+        .remove::<PendingProblem>();
+    // Framework errors answer text/plain or nothing; a handler that chose another body
+    // for an error status (`/ready`'s 503 report) keeps it.
+    let framework_error = res.headers().get(header::CONTENT_TYPE).is_none_or(|v| {
+        v.to_str().is_ok_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+        })
+    });
+    if pending.is_none() && !framework_error {
+        return res;
+    }
+    let (http_req, response) = res.into_parts();
+    let (mut response, body) = response.into_parts();
+    let problem = pending.unwrap_or_else(|| {
+        // A framework error: its body is its Display text; keep it as the detail.
+        let code = ErrorCode::from_status(status);
+        let detail = body
+            .try_into_bytes()
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .filter(|s| !s.is_empty() && s.len() <= 512)
+            .unwrap_or_else(|| code.title().to_string());
+        if code == ErrorCode::Internal {
+            tracing::error!(status = status.as_u16(), %detail, "unhandled error");
+        }
+        PendingProblem {
+            code,
+            detail,
+            errors: Vec::new(),
+        }
+    });
+    if status.is_server_error() && problem.code == ErrorCode::Internal {
+        tracing::error!(detail = %problem.detail, "internal error");
+    }
+    let body = problem.render(http_req.path(), request_id);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    let response = response.set_body(BoxBody::new(body));
+    ServiceResponse::new(http_req, response)
+}

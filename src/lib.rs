@@ -1,0 +1,12 @@
+//! Bulkhead: an actor-based, high-throughput REST API service.
+//!
+//! See `ARCHITECTURE.md` for the map. The binary (`src/main.rs`) only calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,151 @@
+//! Building and running the service: [`Application::build`] opens the store, binds the
+//! listener (port 0 picks a free one, which tests use) and starts the workers;
+//! [`Application::run_until_stopped`] serves until SIGTERM/SIGINT, then drains.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, HttpServer};
+
+use crate::config::Config;
+use crate::http::{self, AppState, Lifecycle};
+use crate::store;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: ServerHandle,
+    lifecycle: Arc<Lifecycle>,
+    shutdown_timeout: Duration,
+    shutdown_delay: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let metrics = crate::metrics::install(&config.metrics);
+        let store = store::open(&config, config.database.migrate_on_start).await?;
+        let lifecycle = Arc::new(Lifecycle::default());
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            store,
+            lifecycle: lifecycle.clone(),
+            metrics,
+        });
+
+        let listener = TcpListener::bind(config.server.bind)
+            .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.server.bind))?;
+        let port = listener.local_addr()?.port();
+        let s = &config.server;
+        let workers = if s.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            s.workers
+        };
+        let server = HttpServer::new(move || http::app(state.clone()))
+            .workers(workers)
+            .backlog(s.backlog)
+            .max_connections(s.max_connections_per_worker)
+            .keep_alive(Duration::from_secs(s.keep_alive_secs))
+            .client_request_timeout(Duration::from_millis(s.client_request_timeout_ms))
+            .shutdown_timeout(s.shutdown_timeout_secs)
+            // Signals are ours: SIGINT must drain too, and /ready must say so first.
+            .disable_signals()
+            .listen(listener)?
+            .run();
+        tracing::info!(
+            bind = %config.server.bind,
+            port,
+            workers,
+            backend = store_backend(&config),
+            "bulkhead listening"
+        );
+        Ok(Self {
+            port,
+            handle: server.handle(),
+            server,
+            lifecycle,
+            shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully, like a signal does.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            handle: self.handle.clone(),
+            lifecycle: self.lifecycle.clone(),
+            delay: self.shutdown_delay,
+        }
+    }
+
+    /// Serve until SIGTERM or SIGINT (or a [`ShutdownHandle`]), then stop accepting and
+    /// drain in-flight requests within `server.shutdown_timeout_secs`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = self.shutdown_handle();
+        let timeout = self.shutdown_timeout;
+        let signals = actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!(?timeout, "shutdown signal received; draining");
+            stopper.stop().await;
+        });
+        let result = self.server.await;
+        signals.abort();
+        tracing::info!("bulkhead stopped");
+        result
+    }
+}
+
+fn store_backend(config: &Config) -> &'static str {
+    if config.database.url.is_some() {
+        "postgres"
+    } else {
+        "memory"
+    }
+}
+
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    handle: ServerHandle,
+    lifecycle: Arc<Lifecycle>,
+    delay: Duration,
+}
+
+impl ShutdownHandle {
+    /// Mark the process as shutting down (so `/ready` answers 503), wait out the
+    /// lame-duck delay, then stop accepting and drain.
+    pub async fn stop(&self) {
+        self.lifecycle.begin_shutdown();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.handle.stop(true).await;
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("could not install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

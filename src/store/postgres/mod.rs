@@ -1,0 +1,120 @@
+//! The Postgres backend: tokio-postgres over deadpool-postgres.
+//!
+//! Two pools, one for reads and one for writes, so a flood of one workload cannot take
+//! the other's connections (they are the bulkheads' resources). Every pool wait, connection
+//! create and recycle has a deadline, and every connection sets `statement_timeout`:
+//! no database call waits forever.
+
+mod migrate;
+mod users;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use super::{Backend, Conflict, Store, StoreError};
+use crate::config::DatabaseConfig;
+
+pub use migrate::MIGRATIONS;
+
+pub struct PgStore {
+    read: Pool,
+    write: Pool,
+}
+
+impl PgStore {
+    /// Build the pools. No connection is opened until first use.
+    pub fn connect(cfg: &DatabaseConfig) -> anyhow::Result<Self> {
+        let url = cfg
+            .url
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
+        let mut pg: tokio_postgres::Config = url
+            .expose()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+        pg.application_name("bulkhead");
+        pg.connect_timeout(Duration::from_millis(cfg.pool_create_timeout_ms));
+        pg.options(format!("-c statement_timeout={}", cfg.statement_timeout_ms));
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                pg.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_millis(cfg.pool_wait_timeout_ms)))
+                .create_timeout(Some(Duration::from_millis(cfg.pool_create_timeout_ms)))
+                .recycle_timeout(Some(Duration::from_millis(cfg.pool_recycle_timeout_ms)))
+                .build()
+        };
+        Ok(Self {
+            read: build(cfg.read_pool_size)?,
+            write: build(cfg.write_pool_size)?,
+        })
+    }
+
+    pub(crate) async fn read_conn(&self) -> Result<Object, StoreError> {
+        self.read.get().await.map_err(pool_err)
+    }
+
+    pub(crate) async fn write_conn(&self) -> Result<Object, StoreError> {
+        self.write.get().await.map_err(pool_err)
+    }
+
+    /// The pools, for metrics (size, available, waiting).
+    pub fn pools(&self) -> [(&'static str, &Pool); 2] {
+        [("read", &self.read), ("write", &self.write)]
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.read_conn().await?;
+        conn.simple_query("SELECT 1").await.map_err(pg_err)?;
+        Ok(())
+    }
+}
+
+fn pool_err(e: PoolError) -> StoreError {
+    StoreError::Unavailable(format!("connection pool: {e}"))
+}
+
+/// Classify a database error: the dependency's fault, a uniqueness conflict, or a bug.
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return match db.constraint() {
+                Some("users_email_live") => StoreError::Conflict(Conflict::DuplicateEmail),
+                Some("products_sku_live") => StoreError::Conflict(Conflict::DuplicateSku),
+                other => StoreError::Internal(format!("unique violation on {other:?}")),
+            };
+        }
+        let class = &code.code()[..2];
+        // 08 connection, 53 insufficient resources, 57 operator intervention (includes
+        // statement timeout 57014 and admin shutdown), 58 system error.
+        if matches!(class, "08" | "53" | "57" | "58")
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        {
+            return StoreError::Unavailable(format!("{}: {}", code.code(), db.message()));
+        }
+        return StoreError::Internal(format!("{}: {}", code.code(), db.message()));
+    }
+    // No database error: the connection broke or timed out.
+    StoreError::Unavailable(e.to_string())
+}

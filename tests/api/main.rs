@@ -1,0 +1,8 @@
+//! One integration-test binary: every test talks HTTP to a running Bulkhead, on Postgres
+//! (its own database) and on the in-memory store.
+
+mod helpers;
+
+mod errors;
+mod health;
+mod store_conformance;

@@ -1,0 +1,234 @@
+//! The binary as an operator runs it: `check-config`, `migrate`, `serve` and signals.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bulkhead() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
+    // The tests decide every variable the binary sees.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BULKHEAD") || k == "DATABASE_URL" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bulkhead-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bulkhead.toml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(contents.as_bytes())
+        .unwrap();
+    path
+}
+
+#[test]
+fn check_config_prints_effective_config_with_secrets_redacted() {
+    let file = temp_file(
+        "ok",
+        "[auth]\njwt_secret = \"super-secret-super-secret-super-secret\"\n",
+    );
+    let out = bulkhead()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env("BULKHEAD__SERVER__BIND", "0.0.0.0:9999")
+        .env("DATABASE_URL", "postgres://app:pa55word@db.internal/app")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("bind = \"0.0.0.0:9999\""), "{text}");
+    assert!(
+        text.contains("postgres://app:<redacted>@db.internal/app"),
+        "{text}"
+    );
+    assert!(!text.contains("super-secret"), "{text}");
+    assert!(!text.contains("pa55word"), "{text}");
+    // The output is itself a valid configuration.
+    let again = temp_file(
+        "roundtrip",
+        &text.replace("\"<redacted>\"", "\"0123456789abcdef0123456789abcdef\""),
+    );
+    let out = bulkhead()
+        .args(["check-config", "--config"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_rejects_a_bad_file_naming_the_key() {
+    let cases = [
+        ("[server]\nbindd = \"x\"\n", "server.bindd"),
+        (
+            "[server]\nshutdown_timeout_secs = \"soon\"\n",
+            "server.shutdown_timeout_secs",
+        ),
+        (
+            "[rate_limits.login]\nquota = -1\n",
+            "rate_limits.login.quota",
+        ),
+        ("not toml at all [", "TOML"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let file = temp_file(&format!("bad{i}"), text);
+        let out = bulkhead()
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "accepted {text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(key),
+            "error for {text:?} does not name {key}: {err}"
+        );
+    }
+    // BULKHEAD_CONFIG names the file too, and a bad environment override is named.
+    let file = temp_file("env", "[server]\nworkers = 1\n");
+    let out = bulkhead()
+        .arg("check-config")
+        .env("BULKHEAD_CONFIG", &file)
+        .env("BULKHEAD__SERVER__WORKERS", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.workers"), "{err}");
+    let out = bulkhead()
+        .args(["check-config", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            use std::io::Read;
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("bulkhead did not become healthy on port {port}");
+}
+
+/// SIGTERM while a load runs: the process stops accepting, finishes what it accepted
+/// (no 5xx, no reset of an accepted request) and exits 0.
+#[test]
+fn sigterm_during_load_drains_and_exits_zero() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let port = free_port();
+        let mut child = bulkhead()
+            .arg("serve")
+            .env("BULKHEAD__SERVER__BIND", format!("127.0.0.1:{port}"))
+            .env("BULKHEAD__SERVER__SHUTDOWN_TIMEOUT_SECS", "10")
+            .env("BULKHEAD__LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until_healthy(port);
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        let client = reqwest::Client::new();
+                        let (mut ok, mut refused, mut bad) = (0u32, 0u32, Vec::new());
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            match client
+                                .get(format!("http://127.0.0.1:{port}/ready"))
+                                .send()
+                                .await
+                            {
+                                Ok(res) if res.status() == 200 || res.status() == 503 => {
+                                    // 503 is /ready saying shutdown is under way: correct.
+                                    if res.bytes().await.is_ok() {
+                                        ok += 1
+                                    } else {
+                                        bad.push("body cut".to_string())
+                                    }
+                                }
+                                Ok(res) => bad.push(format!("status {}", res.status())),
+                                // After the listener closes, connects are refused: not accepted.
+                                Err(e) if e.is_connect() => {
+                                    refused += 1;
+                                    tokio::time::sleep(Duration::from_millis(5)).await
+                                }
+                                Err(e) if e.is_request() => {
+                                    refused += 1;
+                                    tokio::time::sleep(Duration::from_millis(5)).await
+                                }
+                                Err(e) => bad.push(format!("{e:?}")),
+                            }
+                        }
+                        (ok, refused, bad)
+                    })
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "did not exit after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total_ok = 0;
+        for w in workers {
+            let (ok, _refused, bad) = w.join().unwrap();
+            assert!(
+                bad.is_empty(),
+                "requests failed other than by refusal: {bad:?}"
+            );
+            total_ok += ok;
+        }
+        assert!(
+            status.success(),
+            "exit status after signal {signal}: {status:?}"
+        );
+        assert!(total_ok > 0, "the load ran");
+    }
+}
