@@ -2,11 +2,13 @@
 //!
 //! See `ARCHITECTURE.md` for the map. The binary (`src/main.rs`) only calls [`cli::main`].
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use actix_web::{web, HttpServer};
 
 use crate::config::Config;
 use crate::http::{self, AppState, Lifecycle};
+use crate::service::Services;
 use crate::store;
 
 pub struct Application {
@@ -27,10 +28,11 @@ impl Application {
         let config = Arc::new(config);
         let metrics = crate::metrics::install(&config.metrics);
         let store = store::open(&config, config.database.migrate_on_start).await?;
+        let svc = Services::start(config.clone(), store)?;
         let lifecycle = Arc::new(Lifecycle::default());
         let state = web::Data::new(AppState {
             config: config.clone(),
-            store,
+            svc,
             lifecycle: lifecycle.clone(),
             metrics,
         });

@@ -70,6 +70,32 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The public representation of a user: never a password or hash.
+#[derive(Debug, Serialize)]
+pub struct UserView<'a> {
+    pub id: Uuid,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub role: Role,
+    pub status: UserStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(u: &'a User) -> Self {
+        Self {
+            id: u.id,
+            email: &u.email,
+            name: &u.name,
+            role: u.role,
+            status: u.status,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
 /// What creating a user needs; the email is already normalised.
 #[derive(Debug, Clone)]
 pub struct NewUser {

@@ -33,14 +33,18 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    // The ping bypasses the circuit on purpose: it is how /ready sees the store return
+    // while the circuit is still open.
     let store_ok = matches!(
-        tokio::time::timeout(STORE_CHECK_DEADLINE, state.store.ping()).await,
+        tokio::time::timeout(STORE_CHECK_DEADLINE, state.svc.store.ping()).await,
         Ok(Ok(()))
     );
+    let circuit = state.svc.circuit_open();
     let shutting_down = state.lifecycle.is_shutting_down();
-    let ok = store_ok && !shutting_down;
+    let ok = store_ok && circuit.is_none() && !shutting_down;
     let checks = json!({
         "store": if store_ok { "ok" } else { "unavailable" },
+        "circuit_postgres": circuit.map_or("closed", |s| s.as_str()),
         "shutdown": if shutting_down { "in_progress" } else { "ok" },
     });
     let mut res = if ok {
@@ -51,7 +55,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     res.insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({
             "status": if ok { "ok" } else { "unavailable" },
-            "backend": state.store.backend().as_str(),
+            "backend": state.svc.store.backend().as_str(),
             "checks": checks,
         }))
 }

@@ -4,12 +4,19 @@
 //! Middleware, outermost first (actix applies the last `wrap` outermost):
 //! 1. [`request::middleware`]: request id, log span, problem rendering, access log; it
 //!    must see every response, errors of inner layers included, so it is outermost.
-//! 2. compression: after the problem body exists, so error bodies are compressed too.
+//! 2. compression: inside the problem rendering, so error bodies are compressed too.
+//! 3. [`auth::middleware`]: the caller, before rate limiting, which keys on it.
+//! 4. [`ratelimit::middleware`]: per user or per IP; innermost, so a rejected token
+//!    never spends a user's quota and a limited request never reaches a handler.
 
+pub mod auth;
 pub mod client_ip;
+pub mod etag;
 pub mod extract;
 mod health;
+pub mod pagination;
 pub mod problem;
+pub mod ratelimit;
 pub mod request;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,13 +26,13 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::service::Services;
 pub use problem::{ApiError, ErrorCode, FieldError};
 
 /// Shared by every worker; cheap to clone.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    pub svc: Services,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -69,6 +76,8 @@ pub fn app(
         .app_data(state)
         .app_data(extract::query_config())
         .app_data(extract::path_config())
+        .wrap(from_fn(ratelimit::middleware))
+        .wrap(from_fn(auth::middleware))
         .wrap(Compress::default())
         .wrap(from_fn(request::middleware))
         .configure(health::routes)

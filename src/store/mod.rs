@@ -37,11 +37,25 @@ impl Backend {
     }
 }
 
-/// A uniqueness rule a write broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A write the data refused: the request's fault, never the dependency's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conflict {
+    /// A live user already has this email.
     DuplicateEmail,
+    /// A live product already has this SKU.
     DuplicateSku,
+    /// Not enough stock for these products (ids).
+    InsufficientStock(Vec<uuid::Uuid>),
+    /// The record's state does not allow this transition.
+    InvalidTransition { from: String, to: String },
+    /// The `If-Match` version is not the current one.
+    VersionMismatch,
+    /// The Idempotency-Key's first request is still in flight.
+    IdempotencyKeyInUse,
+    /// The Idempotency-Key was used with a different request body.
+    IdempotencyKeyMismatch,
+    /// Referenced records do not exist (ids); e.g. unknown products in an order.
+    UnknownReferences(Vec<uuid::Uuid>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +63,12 @@ pub enum StoreError {
     /// The dependency did not answer in time or at all: pool timeout, connection lost.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A uniqueness rule was broken by this request.
+    /// The data refused the write (uniqueness, stock, state, version, idempotency).
     #[error("conflict: {0:?}")]
     Conflict(Conflict),
+    /// The record does not exist (or is deleted).
+    #[error("not found")]
+    NotFound,
     /// Anything else: a bug or a broken invariant.
     #[error("store error: {0}")]
     Internal(String),

@@ -1,0 +1,277 @@
+//! Services: what handlers call. Every store call goes through a bulkhead (admission:
+//! concurrency limit, bounded queue, queue deadline) and, on Postgres, the Postgres circuit;
+//! password hashing goes to the hashing pool's threads; users are read through the
+//! per-user cache.
+//!
+//! Errors come back as [`ApiError`] with the contract's codes: a full bulkhead is 503
+//! `overloaded`, an open circuit or a failing database 503 `dependency_unavailable`, both
+//! with `Retry-After`.
+
+mod users;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulkhead_actors::{
+    guarded, ActorError, BlockingPool, Bulkhead, Circuit, CircuitState, Outcome, RateLimiter,
+    UserCache,
+};
+use uuid::Uuid;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::Passwords;
+use crate::config::Config;
+use crate::http::problem::{ApiError, ErrorCode, FieldError};
+use crate::store::{Backend, Conflict, Store, StoreError};
+pub use users::CachedUser;
+
+/// `Retry-After` for a database that failed without saying when it will be back.
+const DEPENDENCY_RETRY: Duration = Duration::from_secs(1);
+
+/// The rate-limit policies the HTTP layer applies, resolved once.
+#[derive(Clone, Copy)]
+pub struct Policies {
+    pub user: bulkhead_actors::PolicyId,
+    pub ip: bulkhead_actors::PolicyId,
+    pub login: bulkhead_actors::PolicyId,
+}
+
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub db_read: Bulkhead,
+    pub db_write: Bulkhead,
+    pub hashing: BlockingPool,
+    /// `None` on the in-memory store, which has no dependency to fail.
+    pub pg_circuit: Option<Circuit>,
+    pub users: UserCache<Uuid, Arc<CachedUser>>,
+    pub limiter: Option<(RateLimiter, Policies)>,
+    pub jwt: JwtKeys,
+    pub passwords: Passwords,
+}
+
+impl Services {
+    /// Start the actors. Must run inside an actix `System`, after the metrics recorder is
+    /// installed.
+    pub fn start(config: Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let err = |e: String| anyhow::anyhow!(e);
+        let b = &config.bulkheads;
+        let db_read = Bulkhead::new("db_read", &b.db_read).map_err(err)?;
+        let db_write = Bulkhead::new("db_write", &b.db_write).map_err(err)?;
+        let hashing = BlockingPool::start("hashing", &b.hashing).map_err(err)?;
+        let pg_circuit = match store.backend() {
+            Backend::Postgres => {
+                Some(Circuit::start("postgres", config.circuits.postgres.clone()).map_err(err)?)
+            }
+            Backend::Memory => None,
+        };
+        let users = UserCache::start("users", &config.cache.users).map_err(err)?;
+        let r = &config.rate_limits;
+        let limiter = if r.enabled {
+            let limiter = RateLimiter::start(
+                &r.limiter,
+                vec![
+                    ("user".into(), r.user.clone()),
+                    ("ip".into(), r.ip.clone()),
+                    ("login".into(), r.login.clone()),
+                ],
+            )
+            .map_err(err)?;
+            let id = |name: &str| {
+                limiter
+                    .policy(name)
+                    .ok_or_else(|| anyhow::anyhow!("rate limit policy {name} missing"))
+            };
+            let policies = Policies {
+                user: id("user")?,
+                ip: id("ip")?,
+                login: id("login")?,
+            };
+            Some((limiter, policies))
+        } else {
+            None
+        };
+        let secret = match &config.auth.jwt_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => {
+                tracing::warn!(
+                    "auth.jwt_secret is not set: using a random secret; tokens die with this \
+                     process and are not accepted by other instances"
+                );
+                let (token, _) = crate::auth::refresh::generate();
+                token.into_bytes()
+            }
+        };
+        let jwt = JwtKeys::new(&config.auth, &secret);
+        let passwords = Passwords::new(&config.auth)?;
+        Ok(Self {
+            config,
+            store,
+            db_read,
+            db_write,
+            hashing,
+            pg_circuit,
+            users,
+            limiter,
+            jwt,
+            passwords,
+        })
+    }
+
+    /// A store read: `db_read` bulkhead, then the Postgres circuit, then the call.
+    pub async fn read<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
+        self.guard(&self.db_read, call).await
+    }
+
+    /// A store write: `db_write` bulkhead, then the Postgres circuit, then the call.
+    pub async fn write<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
+        self.guard(&self.db_write, call).await
+    }
+
+    async fn guard<T>(
+        &self,
+        bulkhead: &Bulkhead,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
+        let result = match &self.pg_circuit {
+            Some(circuit) => guarded(bulkhead, circuit, call, classify).await?,
+            None => bulkhead.run(call).await?,
+        };
+        result.map_err(store_error)
+    }
+
+    /// CPU-heavy work (password hashing) on the hashing pool's threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        Ok(self.hashing.run_blocking(f).await?)
+    }
+
+    /// Hash a password on the hashing pool.
+    pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        let passwords = self.passwords.clone();
+        self.blocking(move || passwords.hash(&password))
+            .await?
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::internal()
+            })
+    }
+
+    /// Check a password on the hashing pool; `None` hash costs the same and is false.
+    pub async fn verify_password(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, ApiError> {
+        let passwords = self.passwords.clone();
+        self.blocking(move || passwords.verify(&password, hash.as_deref()))
+            .await
+    }
+
+    /// Whether the Postgres circuit is open (for `/ready`); never on the memory store.
+    pub fn circuit_open(&self) -> Option<CircuitState> {
+        self.pg_circuit
+            .as_ref()
+            .map(Circuit::state)
+            .filter(|s| *s != CircuitState::Closed)
+    }
+}
+
+/// A store call counts against the circuit only when the dependency failed.
+fn classify<T>(result: &Result<T, StoreError>) -> Outcome {
+    match result {
+        Err(e) if e.is_dependency_failure() => Outcome::Failure,
+        _ => Outcome::Success,
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(e: ActorError) -> Self {
+        match e {
+            ActorError::Overloaded { retry_after } => ApiError::overloaded(retry_after),
+            ActorError::CircuitOpen { retry_after } => {
+                ApiError::dependency_unavailable(retry_after)
+            }
+            ActorError::Unavailable | ActorError::Timeout => {
+                ApiError::overloaded(Duration::from_secs(1))
+            }
+            ActorError::ConcurrencyLimited => ApiError::new(
+                ErrorCode::RateLimited,
+                "too many concurrent requests; retry when one finishes",
+            )
+            .with_retry_after(Duration::from_secs(1)),
+            ActorError::Panicked { actor } => {
+                tracing::error!(actor, "actor panicked while serving a request");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// The one mapping of store errors to answers.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "store unavailable");
+            ApiError::dependency_unavailable(DEPENDENCY_RETRY)
+        }
+        StoreError::NotFound => ApiError::not_found(),
+        StoreError::Internal(detail) => {
+            tracing::error!(%detail, "store error");
+            ApiError::internal()
+        }
+        StoreError::Conflict(c) => match c {
+            Conflict::DuplicateEmail => ApiError::new(
+                ErrorCode::DuplicateEmail,
+                "a user with this email already exists",
+            ),
+            Conflict::DuplicateSku => ApiError::new(
+                ErrorCode::DuplicateSku,
+                "a product with this SKU already exists",
+            ),
+            Conflict::InsufficientStock(ids) => ApiError::new(
+                ErrorCode::InsufficientStock,
+                "not enough stock for one or more items",
+            )
+            .with_errors(
+                ids.iter()
+                    .map(|id| {
+                        FieldError::new("items", "insufficient_stock", format!("product {id}"))
+                    })
+                    .collect(),
+            ),
+            Conflict::InvalidTransition { from, to } => ApiError::new(
+                ErrorCode::InvalidTransition,
+                format!("cannot go from {from} to {to}"),
+            ),
+            Conflict::VersionMismatch => ApiError::new(
+                ErrorCode::PreconditionFailed,
+                "the resource has changed since the ETag given in If-Match",
+            ),
+            Conflict::IdempotencyKeyInUse => ApiError::new(
+                ErrorCode::IdempotencyKeyInUse,
+                "a request with this Idempotency-Key is still in flight",
+            ),
+            Conflict::IdempotencyKeyMismatch => ApiError::new(
+                ErrorCode::IdempotencyKeyMismatch,
+                "this Idempotency-Key was used with a different request",
+            ),
+            Conflict::UnknownReferences(ids) => ApiError::validation(
+                ids.iter()
+                    .map(|id| {
+                        FieldError::new("items", "unknown_product", format!("no product {id}"))
+                    })
+                    .collect(),
+            ),
+        },
+    }
+}

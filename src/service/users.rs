@@ -1,0 +1,54 @@
+//! The per-user cache: what the hot path needs about a user, ready to serve.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::Services;
+use crate::domain::user::{Role, User, UserStatus, UserView};
+use crate::http::problem::ApiError;
+
+/// A user as the hot path needs it: status and role for the auth check, and the
+/// serialized body with its strong ETag for `GET /users/me` and `/users/{id}`.
+#[derive(Debug)]
+pub struct CachedUser {
+    pub id: Uuid,
+    pub role: Role,
+    pub status: UserStatus,
+    pub version: i64,
+    pub etag: String,
+    pub body: Bytes,
+}
+
+impl CachedUser {
+    pub fn from_user(user: &User) -> Self {
+        let body = serde_json::to_vec(&UserView::from(user)).unwrap_or_default();
+        Self {
+            id: user.id,
+            role: user.role,
+            status: user.status,
+            version: user.version,
+            etag: crate::http::etag::for_version(user.version),
+            body: Bytes::from(body),
+        }
+    }
+}
+
+impl Services {
+    /// The live user `id` from the cache, loading it once on a miss (concurrent misses
+    /// share one load). `None`: no such user, or deleted.
+    pub async fn user(&self, id: Uuid) -> Result<Option<Arc<CachedUser>>, ApiError> {
+        self.users
+            .get_or_load(id, || async move {
+                let user = self.read(self.store.get_user(id)).await?;
+                Ok::<_, ApiError>(user.map(|u| Arc::new(CachedUser::from_user(&u))))
+            })
+            .await
+    }
+
+    /// Call after every write of user `id`, before answering.
+    pub fn invalidate_user(&self, id: Uuid) {
+        self.users.invalidate(&id);
+    }
+}
