@@ -1,0 +1,193 @@
+//! Admission per workload class: a concurrency limit, a bounded wait queue and a queue
+//! deadline ("db_read", "db_write"); [`BlockingPool`] adds dedicated threads ("hashing").
+//!
+//! ```ignore
+//! let reads = Bulkhead::new("db_read", &cfg.bulkheads.db_read)?;
+//! let user = reads.run(store.get_user(id)).await?;            // Overloaded -> 503
+//! let user = guarded(&reads, &pg, store.get_user(id), classify).await??;
+//! ```
+//! A caller finding all `max_concurrent` slots taken waits in the queue if it has room
+//! (else `Overloaded` at once, `reason="queue_full"`), for at most `queue_timeout_ms`
+//! (else `Overloaded`, `reason="queue_timeout"`). A caller cancelled while queued frees
+//! its queue place and never takes a slot. Waiters are admitted in FIFO order.
+//!
+//! No actor here, on purpose: admission is a `tokio::sync::Semaphore` plus an atomic queue
+//! counter, which is exactly the bounded state a bulkhead needs; an actor hop in front of
+//! every database call would add a cross-task wakeup and nothing the semaphore lacks.
+//!
+//! Metrics: `bulkhead_bulkhead_in_flight{bulkhead}`, `bulkhead_bulkhead_queued{bulkhead}`,
+//! `bulkhead_bulkhead_rejected_total{bulkhead, reason}`,
+//! `bulkhead_bulkhead_queue_wait_seconds{bulkhead}`.
+
+mod blocking;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+pub use blocking::BlockingPool;
+
+use crate::circuit::{Circuit, Classify};
+use crate::config::BulkheadConfig;
+use crate::ActorError;
+
+struct Meters {
+    in_flight: Gauge,
+    queued: Gauge,
+    queue_full: Counter,
+    queue_timeout: Counter,
+    wait: Histogram,
+}
+
+struct Inner {
+    name: String,
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    max_concurrent: usize,
+    queue_capacity: usize,
+    queue_timeout: Duration,
+    meters: Meters,
+}
+
+/// Handle to one workload class's admission. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Bulkhead {
+    inner: Arc<Inner>,
+}
+
+/// A taken slot; released on drop.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inner.meters.in_flight.decrement(1.0);
+    }
+}
+
+struct QueuePlace<'a>(&'a Inner);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+        self.0.meters.queued.decrement(1.0);
+    }
+}
+
+impl Bulkhead {
+    pub fn new(name: impl Into<String>, cfg: &BulkheadConfig) -> Result<Self, String> {
+        let name = name.into();
+        cfg.validate()
+            .map_err(|e| format!("bulkheads.{name}.{e}"))?;
+        let meters = Meters {
+            in_flight: metrics::gauge!("bulkhead_bulkhead_in_flight", "bulkhead" => name.clone()),
+            queued: metrics::gauge!("bulkhead_bulkhead_queued", "bulkhead" => name.clone()),
+            queue_full: metrics::counter!("bulkhead_bulkhead_rejected_total", "bulkhead" => name.clone(), "reason" => "queue_full"),
+            queue_timeout: metrics::counter!("bulkhead_bulkhead_rejected_total", "bulkhead" => name.clone(), "reason" => "queue_timeout"),
+            wait: metrics::histogram!("bulkhead_bulkhead_queue_wait_seconds", "bulkhead" => name.clone()),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name,
+                slots: Arc::new(Semaphore::new(cfg.max_concurrent)),
+                queued: AtomicUsize::new(0),
+                max_concurrent: cfg.max_concurrent,
+                queue_capacity: cfg.queue_capacity,
+                queue_timeout: Duration::from_millis(cfg.queue_timeout_ms),
+                meters,
+            }),
+        })
+    }
+
+    /// Waits (bounded, deadlined) for a slot.
+    pub async fn acquire(&self) -> Result<Slot, ActorError> {
+        let inner = &*self.inner;
+        if let Ok(permit) = inner.slots.clone().try_acquire_owned() {
+            return Ok(self.slot(permit));
+        }
+        let claimed = inner
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < inner.queue_capacity).then_some(q + 1)
+            });
+        if claimed.is_err() {
+            inner.meters.queue_full.increment(1);
+            return Err(ActorError::Overloaded {
+                retry_after: self.retry_after(),
+            });
+        }
+        inner.meters.queued.increment(1.0);
+        let place = QueuePlace(inner);
+        let started = Instant::now();
+        let waited =
+            tokio::time::timeout(inner.queue_timeout, inner.slots.clone().acquire_owned()).await;
+        drop(place);
+        inner.meters.wait.record(started.elapsed().as_secs_f64());
+        match waited {
+            Ok(Ok(permit)) => Ok(self.slot(permit)),
+            Ok(Err(_closed)) => Err(ActorError::Unavailable),
+            Err(_elapsed) => {
+                inner.meters.queue_timeout.increment(1);
+                Err(ActorError::Overloaded {
+                    retry_after: self.retry_after(),
+                })
+            }
+        }
+    }
+
+    /// Runs `fut` once admitted; the slot is held until `fut` completes or is dropped.
+    pub async fn run<F: Future>(&self, fut: F) -> Result<F::Output, ActorError> {
+        let _slot = self.acquire().await?;
+        Ok(fut.await)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Calls running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.max_concurrent - self.inner.slots.available_permits()
+    }
+
+    /// Callers waiting now.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::Acquire)
+    }
+
+    fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
+        self.inner.meters.in_flight.increment(1.0);
+        Slot {
+            _permit: permit,
+            inner: self.inner.clone(),
+        }
+    }
+
+    fn retry_after(&self) -> Duration {
+        self.inner.queue_timeout.max(Duration::from_secs(1))
+    }
+}
+
+/// The usual composition for a dependency call. Order matters: the bulkhead admits first
+/// (a full bulkhead must not count as a dependency failure), then the circuit (an open
+/// circuit answers without taking a queue place for long), then the call, whose result the
+/// caller classifies. Outer error: admission; inner value: the call's own result.
+pub async fn guarded<T, Fut>(
+    bulkhead: &Bulkhead,
+    circuit: &Circuit,
+    fut: Fut,
+    classify: impl Classify<T>,
+) -> Result<T, ActorError>
+where
+    Fut: Future<Output = T>,
+{
+    let _slot = bulkhead.acquire().await?;
+    circuit.call(fut, classify).await
+}

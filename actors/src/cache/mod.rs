@@ -1,0 +1,280 @@
+//! Sharded read-through cache with single-flight loads (per-user state for the service).
+//!
+//! ```ignore
+//! let users: UserCache<[u8; 16], Arc<CachedUser>> = UserCache::start("user_cache", &cfg.cache)?;
+//! let user = users.get_or_load(id, || async { store.load(id).await }).await?; // Option<V>
+//! users.invalidate(&id);       // after every committed write of that user, before answering
+//! users.insert(id, fresh).await?;
+//! ```
+//! * A hit is served on the caller's thread from the shard's `DashMap` (clone of `V`, which
+//!   should be an `Arc`; no actor hop, no allocation).
+//! * Concurrent misses of one key run exactly one `load` (the first caller's, on its own
+//!   task); the others wait for its result for at most `load_timeout_ms`. A failed,
+//!   cancelled or timed-out load gives its waiters `Unavailable` (not a retry storm).
+//!   `Ok(None)` (not found) is shared with the waiters and not cached.
+//! * `invalidate` is synchronous: it marks the key's in-flight load stale (its per-key
+//!   generation) and removes the entry, so once it returns no stale value can be served
+//!   or installed afterwards.
+//! * The shard actor owns every insertion: it enforces `capacity` (expired entries first,
+//!   then the least recently hit eighth of the shard: approximate LRU), sweeps expired
+//!   entries on an interval, and is supervised; a full mailbox just skips caching.
+//!
+//! Metrics: `bulkhead_cache_hits_total{cache}`, `bulkhead_cache_misses_total{cache}`,
+//! `bulkhead_cache_evictions_total{cache}`, `bulkhead_cache_entries{cache}`.
+
+mod shard;
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Addr, Supervisor};
+use dashmap::DashMap;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use shard::{CacheKey, CacheValue};
+use shard::{CacheMeters, CacheShard, Flight, Install, ShardState};
+
+use crate::config::CacheConfig;
+use crate::supervise::{ask, tell, Meter};
+use crate::ActorError;
+
+struct Shard<K: CacheKey, V: CacheValue> {
+    state: Arc<ShardState<K, V>>,
+    addr: Addr<CacheShard<K, V>>,
+}
+
+struct Inner<K: CacheKey, V: CacheValue> {
+    shards: Vec<Shard<K, V>>,
+    hasher: std::hash::RandomState,
+    meters: Arc<CacheMeters>,
+    meter: Arc<Meter>,
+    load_timeout: Duration,
+    send_timeout: Duration,
+}
+
+/// Handle to the cache. Cheap to clone; `Send + Sync`.
+pub struct UserCache<K: CacheKey, V: CacheValue> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K: CacheKey, V: CacheValue> Clone for UserCache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
+    /// Validates `cfg` and starts the supervised shard actors on the current arbiter.
+    pub fn start(name: &str, cfg: &CacheConfig) -> Result<Self, String> {
+        cfg.validate().map_err(|e| format!("cache.{e}"))?;
+        let meters = Arc::new(CacheMeters {
+            hits: metrics::counter!("bulkhead_cache_hits_total", "cache" => name.to_owned()),
+            misses: metrics::counter!("bulkhead_cache_misses_total", "cache" => name.to_owned()),
+            evictions: metrics::counter!("bulkhead_cache_evictions_total", "cache" => name.to_owned()),
+            entries: metrics::gauge!("bulkhead_cache_entries", "cache" => name.to_owned()),
+        });
+        let meter = Arc::new(Meter::new("user_cache"));
+        let n = cfg.effective_shards();
+        let base = Instant::now();
+        let ttl = Duration::from_secs(cfg.ttl_secs);
+        let shards = (0..n)
+            .map(|_| {
+                let state = Arc::new(ShardState {
+                    entries: DashMap::new(),
+                    inflight: DashMap::new(),
+                    capacity: (cfg.capacity / n).max(1),
+                    base,
+                    ttl,
+                    meters: meters.clone(),
+                });
+                let actor = CacheShard {
+                    state: state.clone(),
+                    meter: meter.clone(),
+                    mailbox_capacity: cfg.mailbox_capacity,
+                    sweep_interval: (ttl / 4)
+                        .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+                };
+                Shard {
+                    state,
+                    addr: Supervisor::start(move |_| actor),
+                }
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shards,
+                hasher: std::hash::RandomState::new(),
+                meters,
+                meter,
+                load_timeout: Duration::from_millis(cfg.load_timeout_ms),
+                send_timeout: Duration::from_millis(cfg.send_timeout_ms),
+            }),
+        })
+    }
+
+    /// The cached value, if present and fresh (never loads).
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<V> {
+        let state = &self.shard(key).state;
+        let entry = state.entries.get(key)?;
+        let now = Instant::now();
+        if entry.expires <= now {
+            return None;
+        }
+        let t = state.now_ms(now);
+        if entry.touched.load(Ordering::Relaxed) != t {
+            entry.touched.store(t, Ordering::Relaxed);
+        }
+        self.inner.meters.hits.increment(1);
+        Some(entry.value.clone())
+    }
+
+    /// A hit, or the result of one (shared) `load` for this key.
+    pub async fn get_or_load<F, Fut, E>(&self, key: K, load: F) -> Result<Option<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+        E: From<ActorError>,
+    {
+        if let Some(v) = self.get(&key) {
+            return Ok(Some(v));
+        }
+        self.inner.meters.misses.increment(1);
+        let shard = self.shard(&key);
+        let (flight, tx) = match shard.state.inflight.entry(key.clone()) {
+            dashmap::Entry::Occupied(o) => {
+                let rx = o.get().result.clone();
+                drop(o);
+                return self.wait(rx).await;
+            }
+            dashmap::Entry::Vacant(v) => {
+                let (tx, rx) = watch::channel(None);
+                let flight = Arc::new(Flight {
+                    stale: AtomicBool::new(false),
+                    result: rx,
+                });
+                v.insert(flight.clone());
+                (flight, tx)
+            }
+        };
+        let mut guard = LoadGuard {
+            state: &shard.state,
+            key: &key,
+            flight: &flight,
+            armed: true,
+        };
+        // A load that finished between our miss and our flight registration has installed
+        // its entry before ending its flight: look again before loading.
+        if let Some(v) = self.get(&key) {
+            let _ = tx.send(Some(Some(v.clone())));
+            return Ok(Some(v));
+        }
+        let loaded = match tokio::time::timeout(self.inner.load_timeout, load()).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => return Err(e),
+            Err(_elapsed) => return Err(ActorError::Timeout.into()),
+        };
+        let _ = tx.send(Some(loaded.clone()));
+        if let Some(value) = &loaded {
+            let msg = Install {
+                key: key.clone(),
+                value: value.clone(),
+                flight: Some(flight.clone()),
+                reply: None,
+            };
+            // The actor ends the flight after installing; if it cannot take the message the
+            // value is simply not cached and the guard ends the flight.
+            guard.armed = tell(&shard.addr, &self.inner.meter, msg).is_err();
+        }
+        Ok(loaded)
+    }
+
+    /// Caches `value` now (superseding any in-flight load of the key).
+    pub async fn insert(&self, key: K, value: V) -> Result<(), ActorError> {
+        let shard = self.shard(&key);
+        if let Some((_, flight)) = shard.state.inflight.remove(&key) {
+            flight.stale.store(true, Ordering::SeqCst);
+        }
+        ask(
+            &shard.addr,
+            &self.inner.meter,
+            self.inner.send_timeout,
+            |reply| Install {
+                key,
+                value,
+                flight: None,
+                reply: Some(reply),
+            },
+        )
+        .await
+    }
+
+    /// Drops the key's entry and makes any in-flight load of it uncacheable. Call after
+    /// every committed write of the key, before answering.
+    pub fn invalidate(&self, key: &K) {
+        self.shard(key).state.invalidate(key);
+    }
+
+    /// Entries held now, over all shards (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.state.entries.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shard actor restarts since start.
+    pub fn restarts(&self) -> u64 {
+        self.inner.meter.restarts()
+    }
+
+    async fn wait<E: From<ActorError>>(
+        &self,
+        mut rx: watch::Receiver<Option<Option<V>>>,
+    ) -> Result<Option<V>, E> {
+        let waited = tokio::time::timeout(self.inner.load_timeout, rx.wait_for(Option::is_some));
+        match waited.await {
+            Ok(Ok(result)) => Ok(result.as_ref().and_then(Clone::clone)),
+            Ok(Err(_loader_gone)) => Err(ActorError::Unavailable.into()),
+            Err(_elapsed) => Err(ActorError::Timeout.into()),
+        }
+    }
+
+    #[inline]
+    fn shard(&self, key: &K) -> &Shard<K, V> {
+        let n = self.inner.shards.len();
+        if n == 1 {
+            return &self.inner.shards[0];
+        }
+        let h = self.inner.hasher.hash_one(key);
+        &self.inner.shards[((h >> 32) as usize) % n]
+    }
+}
+
+/// Ends the flight if the loader returns early (error, timeout, cancellation, panic):
+/// its waiters then see the sender dropped and answer `Unavailable`.
+struct LoadGuard<'a, K: Hash + Eq + Clone, V: Clone> {
+    state: &'a ShardState<K, V>,
+    key: &'a K,
+    flight: &'a Arc<Flight<V>>,
+    armed: bool,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Drop for LoadGuard<'_, K, V> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.end_flight(self.key, self.flight);
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! One cache shard: the entries and in-flight loads it shares with the handle, and the
+//! actor that owns every insertion, eviction (capacity) and expiry sweep of the shard.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use metrics::{Counter, Gauge};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::supervise::{contain, Meter, Reply};
+
+/// What a cache key must be (blanket-implemented).
+pub trait CacheKey: Hash + Eq + Clone + Send + Sync + Unpin + 'static {}
+impl<T: Hash + Eq + Clone + Send + Sync + Unpin + 'static> CacheKey for T {}
+
+/// What a cached value must be (blanket-implemented); make it an `Arc` so hits are cheap.
+pub trait CacheValue: Clone + Send + Sync + Unpin + 'static {}
+impl<T: Clone + Send + Sync + Unpin + 'static> CacheValue for T {}
+
+pub struct Entry<V> {
+    pub value: V,
+    pub expires: Instant,
+    /// Milliseconds since the cache's base instant at the last hit (approximate LRU).
+    pub touched: AtomicU64,
+}
+
+/// One in-flight load. `stale` is the key's generation check: set by `invalidate` (and
+/// `insert`) so the load's result is returned to its callers but never installed.
+pub struct Flight<V> {
+    pub stale: AtomicBool,
+    pub result: watch::Receiver<Option<Option<V>>>,
+}
+
+pub struct CacheMeters {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub evictions: Counter,
+    pub entries: Gauge,
+}
+
+pub struct ShardState<K, V> {
+    pub entries: DashMap<K, Entry<V>>,
+    pub inflight: DashMap<K, Arc<Flight<V>>>,
+    pub capacity: usize,
+    pub base: Instant,
+    pub ttl: Duration,
+    pub meters: Arc<CacheMeters>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
+    pub fn now_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Removes `flight` from the in-flight table if it is still the key's current load.
+    pub fn end_flight(&self, key: &K, flight: &Arc<Flight<V>>) {
+        self.inflight
+            .remove_if(key, |_, current| Arc::ptr_eq(current, flight));
+    }
+
+    pub fn invalidate(&self, key: &K) {
+        // Order matters (see `install`): mark the load stale, then remove the entry.
+        if let Some((_, flight)) = self.inflight.remove(key) {
+            flight.stale.store(true, Ordering::SeqCst);
+        }
+        if self.entries.remove(key).is_some() {
+            self.meters.entries.decrement(1.0);
+        }
+    }
+
+    fn install(&self, key: K, value: V, flight: Option<&Arc<Flight<V>>>) {
+        let now = Instant::now();
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.evict(now);
+            if self.entries.len() >= self.capacity {
+                // Every entry was hit meanwhile: skip caching rather than exceed the bound.
+                if let Some(f) = flight {
+                    self.end_flight(&key, f);
+                }
+                return;
+            }
+        }
+        let entry = self.entries.entry(key.clone());
+        // Checked under the entry's shard lock: an `invalidate` that set `stale` after this
+        // check removes the entry after we release the lock, so no stale value survives it.
+        if flight.is_some_and(|f| f.stale.load(Ordering::SeqCst)) {
+            return;
+        }
+        let fresh = Entry {
+            value,
+            expires: now + self.ttl,
+            touched: AtomicU64::new(self.now_ms(now)),
+        };
+        match entry {
+            dashmap::Entry::Occupied(mut o) => {
+                o.insert(fresh);
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(fresh);
+                self.meters.entries.increment(1.0);
+            }
+        }
+        if let Some(f) = flight {
+            self.end_flight(&key, f);
+        }
+    }
+
+    /// Makes room: expired entries first, then the least recently hit eighth (ties on the
+    /// millisecond clock are broken arbitrarily, so exactly that many go).
+    fn evict(&self, now: Instant) {
+        self.sweep(now);
+        let len = self.entries.len();
+        if len < self.capacity {
+            return;
+        }
+        let mut touched: Vec<u64> = self
+            .entries
+            .iter()
+            .map(|e| e.touched.load(Ordering::Relaxed))
+            .collect();
+        let quota = (touched.len() / 8).max(1);
+        let (_, threshold, _) = touched.select_nth_unstable(quota - 1);
+        let threshold = *threshold;
+        let below = touched.iter().filter(|t| **t < threshold).count();
+        let mut ties = quota - below;
+        self.entries.retain(|_, e| {
+            let t = e.touched.load(Ordering::Relaxed);
+            if t < threshold {
+                return false;
+            }
+            if t == threshold && ties > 0 {
+                ties -= 1;
+                return false;
+            }
+            true
+        });
+        let removed = len.saturating_sub(self.entries.len());
+        self.meters.entries.decrement(removed as f64);
+        self.meters.evictions.increment(removed as u64);
+    }
+
+    /// Removes expired entries.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.expires > now);
+        let removed = before - self.entries.len();
+        self.meters.entries.decrement(removed as f64);
+        self.meters.evictions.increment(removed as u64);
+        removed
+    }
+}
+
+pub struct CacheShard<K, V> {
+    pub state: Arc<ShardState<K, V>>,
+    pub meter: Arc<Meter>,
+    pub mailbox_capacity: usize,
+    pub sweep_interval: Duration,
+}
+
+impl<K, V> Actor for CacheShard<K, V>
+where
+    K: CacheKey,
+    V: CacheValue,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+        ctx.run_interval(self.sweep_interval, |act, ctx| {
+            let state = act.state.clone();
+            let swept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                state.sweep(Instant::now())
+            }));
+            if swept.is_err() {
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl<K, V> Supervised for CacheShard<K, V>
+where
+    K: CacheKey,
+    V: CacheValue,
+{
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.meter.restarted();
+    }
+}
+
+/// Installs a loaded (with its flight) or explicitly inserted value.
+pub struct Install<K, V> {
+    pub key: K,
+    pub value: V,
+    pub flight: Option<Arc<Flight<V>>>,
+    pub reply: Option<Reply<()>>,
+}
+
+impl<K: 'static, V: 'static> Message for Install<K, V> {
+    type Result = ();
+}
+
+impl<K, V> Handler<Install<K, V>> for CacheShard<K, V>
+where
+    K: CacheKey,
+    V: CacheValue,
+{
+    type Result = ();
+
+    fn handle(&mut self, msg: Install<K, V>, ctx: &mut Self::Context) {
+        let state = &self.state;
+        contain::<Self, ()>(ctx, &self.meter, msg.reply, || {
+            state.install(msg.key, msg.value, msg.flight.as_ref());
+            Ok(())
+        });
+    }
+}

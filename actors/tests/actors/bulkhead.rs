@@ -1,0 +1,183 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bulkhead_actors::{
+    guarded, ActorError, BlockingPool, Bulkhead, BulkheadConfig, Circuit, CircuitConfig, Outcome,
+};
+use tokio::time::Instant;
+
+use crate::{poll_once, settle};
+
+fn bulkhead(max_concurrent: usize, queue_capacity: usize, queue_timeout_ms: u64) -> Bulkhead {
+    let cfg = BulkheadConfig {
+        max_concurrent,
+        queue_capacity,
+        queue_timeout_ms,
+    };
+    Bulkhead::new("db_read", &cfg).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_bulkhead_rejects_at_once() {
+    let b = bulkhead(1, 1, 60_000);
+    let _running = b.acquire().await.unwrap();
+    let mut queued = Box::pin(b.acquire());
+    assert!(poll_once(queued.as_mut()).is_pending());
+    assert_eq!(b.queued(), 1);
+    let before = Instant::now();
+    let mut rejected = Box::pin(b.acquire());
+    match poll_once(rejected.as_mut()) {
+        Poll::Ready(Err(ActorError::Overloaded { retry_after })) => {
+            assert!(retry_after >= Duration::from_secs(1))
+        }
+        other => panic!(
+            "expected an immediate Overloaded, got {:?}",
+            other.map(|r| r.err())
+        ),
+    }
+    assert_eq!(Instant::now(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_deadline_rejects() {
+    let b = bulkhead(1, 4, 100);
+    let _running = b.acquire().await.unwrap();
+    let start = Instant::now();
+    let r = b.run(async {}).await;
+    assert!(matches!(r, Err(ActorError::Overloaded { .. })));
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(b.queued(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_queued_caller_frees_its_place() {
+    let b = bulkhead(1, 1, 60_000);
+    let running = b.acquire().await.unwrap();
+    let mut queued = Box::pin(b.acquire());
+    assert!(poll_once(queued.as_mut()).is_pending());
+    assert_eq!(b.queued(), 1);
+    drop(queued);
+    assert_eq!(b.queued(), 0);
+    let mut next = Box::pin(b.acquire());
+    assert!(
+        poll_once(next.as_mut()).is_pending(),
+        "the freed place is usable"
+    );
+    drop(running);
+    assert!(next.await.is_ok());
+    assert_eq!(b.in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_never_exceeds_the_limit_under_load() {
+    let b = bulkhead(4, 1_000, 60_000);
+    let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (b, now, max) = (b.clone(), now.clone(), max.clone());
+            tokio::spawn(async move {
+                b.run(async {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("queue is large enough");
+    }
+    assert!(max.load(Ordering::SeqCst) <= 4);
+    assert_eq!(max.load(Ordering::SeqCst), 4, "the limit is actually used");
+}
+
+#[actix_rt::test]
+async fn blocking_pool_runs_on_its_threads_and_survives_panics() {
+    let cfg = BulkheadConfig {
+        max_concurrent: 2,
+        queue_capacity: 8,
+        queue_timeout_ms: 5_000,
+    };
+    let pool = BlockingPool::start("hashing", &cfg).unwrap();
+    let caller = std::thread::current().id();
+    let worker = pool
+        .run_blocking(|| std::thread::current().id())
+        .await
+        .unwrap();
+    assert_ne!(worker, caller);
+    let r = pool.run_blocking(|| -> u32 { panic!("hash bug") }).await;
+    assert_eq!(r, Err(ActorError::Panicked { actor: "bulkhead" }));
+    for _ in 0..3 {
+        assert_eq!(pool.run_blocking(|| 6 * 7).await, Ok(42));
+    }
+    for _ in 0..200 {
+        if pool.restarts() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(pool.restarts(), 1);
+}
+
+#[actix_rt::test]
+async fn blocking_pool_rejects_when_full() {
+    let cfg = BulkheadConfig {
+        max_concurrent: 1,
+        queue_capacity: 1,
+        queue_timeout_ms: 5_000,
+    };
+    let pool = BlockingPool::start("hashing", &cfg).unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let p = pool.clone();
+    let busy =
+        actix_rt::spawn(async move { p.run_blocking(move || release_rx.recv().is_ok()).await });
+    settle().await;
+    let mut queued = Box::pin(pool.run_blocking(|| true));
+    assert!(poll_once(queued.as_mut()).is_pending());
+    let mut rejected = Box::pin(pool.run_blocking(|| true));
+    assert!(matches!(
+        poll_once(rejected.as_mut()),
+        Poll::Ready(Err(ActorError::Overloaded { .. }))
+    ));
+    release_tx.send(()).unwrap();
+    assert_eq!(busy.await.unwrap(), Ok(true));
+    assert_eq!(queued.await, Ok(true));
+}
+
+#[actix_rt::test]
+async fn guarded_combines_bulkhead_and_circuit() {
+    tokio::time::pause();
+    let b = bulkhead(2, 2, 1_000);
+    let c = Circuit::start(
+        "postgres",
+        CircuitConfig {
+            minimum_calls: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let classify = |r: &Result<(), ()>| {
+        if r.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    };
+    assert_eq!(
+        guarded(&b, &c, async { Ok(()) }, classify).await,
+        Ok(Ok(()))
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            guarded(&b, &c, async { Err(()) }, classify).await,
+            Ok(Err(()))
+        );
+    }
+    let open = guarded(&b, &c, async { Ok(()) }, classify).await;
+    assert!(matches!(open, Err(ActorError::CircuitOpen { .. })));
+    assert_eq!(b.in_flight(), 0);
+}
