@@ -1,4 +1,5 @@
 //! Domain types: parsed, validated values the store and the services work with.
 //! Parse, don't validate: a value of these types is valid by construction.
 
+pub mod token;
 pub mod user;

@@ -11,12 +11,14 @@
 
 pub mod memory;
 pub mod postgres;
+mod tokens;
 mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use tokens::TokenStore;
 pub use users::UserStore;
 
 use crate::config::Config;
@@ -83,7 +85,7 @@ impl StoreError {
 
 /// All data access of the service.
 #[async_trait]
-pub trait Store: UserStore + Send + Sync + 'static {
+pub trait Store: UserStore + TokenStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Cheap round trip proving the store answers (for `/ready`).

@@ -4,6 +4,7 @@
 //! keeps the same guarantees as Postgres (no oversell, unique emails) without cleverness.
 //! Data lives as long as the process.
 
+mod tokens;
 mod users;
 
 use std::sync::{Mutex, MutexGuard};
@@ -20,6 +21,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) users: users::Users,
+    pub(crate) tokens: tokens::Tokens,
 }
 
 impl MemoryStore {

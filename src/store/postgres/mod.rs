@@ -6,6 +6,7 @@
 //! no database call waits forever.
 
 mod migrate;
+mod tokens;
 mod users;
 
 use std::time::Duration;
