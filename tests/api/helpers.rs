@@ -1,6 +1,9 @@
 //! `spawn_app()`: a running Bulkhead on a free port, on Postgres (a fresh database per
 //! test, dropped afterwards) or on the in-memory store, with typed request helpers.
 
+// Shared fixtures: each test module uses its own subset.
+#![allow(dead_code)]
+
 use std::sync::OnceLock;
 
 use bulkhead::config::{Config, DatabaseUrl};
