@@ -208,7 +208,13 @@ impl Services {
         let store_ok = if circuit.state() == CircuitState::Closed {
             ping().await
         } else {
-            let as_outcome = |ok: &bool| if *ok { Outcome::Success } else { Outcome::Failure };
+            let as_outcome = |ok: &bool| {
+                if *ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                }
+            };
             match circuit.call(ping(), as_outcome).await {
                 Ok(ok) => ok,
                 // Still open (or trial slots taken): report the store without counting.

@@ -5,5 +5,7 @@ mod helpers;
 
 mod errors;
 mod health;
+mod proxy;
+mod resilience;
 mod store_conformance;
 mod users;

@@ -10,7 +10,10 @@ use crate::domain::user::now;
 use crate::store::{StoreError, TokenStore};
 
 #[derive(Debug, Clone)]
-#[expect(dead_code, reason = "read by refresh rotation and logout, which build on this")]
+#[expect(
+    dead_code,
+    reason = "read by refresh rotation and logout, which build on this"
+)]
 pub(crate) struct TokenRow {
     pub(crate) family_id: Uuid,
     pub(crate) user_id: Uuid,
