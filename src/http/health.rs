@@ -60,7 +60,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match &state.metrics {
         Some(handle) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(handle.render()),
+            .body(crate::metrics::scrape(handle, &*state.svc.store)),
         None => HttpResponse::NotFound().finish(),
     }
 }

@@ -90,6 +90,11 @@ pub trait Store: UserStore + TokenStore + Send + Sync + 'static {
 
     /// Cheap round trip proving the store answers (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Connection pools by name with their size, available and waiting counts (metrics).
+    fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
+        Vec::new()
+    }
 }
 
 /// Open the configured store: Postgres when `database.url` is set (applying migrations

@@ -5,6 +5,7 @@ mod helpers;
 
 mod errors;
 mod health;
+mod metrics;
 mod proxy;
 mod resilience;
 mod store_conformance;
