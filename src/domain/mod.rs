@@ -1,4 +1,7 @@
 //! Domain types: parsed, validated values the store and the services work with.
 //! Parse, don't validate: a value of these types is valid by construction.
 
+pub mod order;
+pub mod product;
+pub mod rule;
 pub mod user;

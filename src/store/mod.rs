@@ -10,13 +10,17 @@
 //! counts) or the request did (a conflict, which it does not).
 
 pub mod memory;
+mod orders;
 pub mod postgres;
+mod products;
 mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use orders::OrderStore;
+pub use products::ProductStore;
 pub use users::UserStore;
 
 use crate::config::Config;
@@ -56,6 +60,8 @@ pub enum Conflict {
     IdempotencyKeyMismatch,
     /// Referenced records do not exist (ids); e.g. unknown products in an order.
     UnknownReferences(Vec<uuid::Uuid>),
+    /// An order's products are priced in more than one currency.
+    MixedCurrency,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +89,7 @@ impl StoreError {
 
 /// All data access of the service.
 #[async_trait]
-pub trait Store: UserStore + Send + Sync + 'static {
+pub trait Store: UserStore + ProductStore + OrderStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Cheap round trip proving the store answers (for `/ready`).

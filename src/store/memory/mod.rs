@@ -4,6 +4,8 @@
 //! keeps the same guarantees as Postgres (no oversell, unique emails) without cleverness.
 //! Data lives as long as the process.
 
+mod orders;
+mod products;
 mod users;
 
 use std::sync::{Mutex, MutexGuard};
@@ -20,6 +22,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) users: users::Users,
+    pub(crate) products: products::Products,
+    pub(crate) orders: orders::Orders,
 }
 
 impl MemoryStore {
