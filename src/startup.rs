@@ -29,6 +29,7 @@ impl Application {
         let metrics = crate::metrics::install(&config.metrics);
         let store = store::open(&config, config.database.migrate_on_start).await?;
         let svc = Services::start(config.clone(), store)?;
+        svc.ensure_bootstrap_admin().await?;
         let lifecycle = Arc::new(Lifecycle::default());
         let state = web::Data::new(AppState {
             config: config.clone(),

@@ -4,4 +4,5 @@
 pub mod order;
 pub mod product;
 pub mod rule;
+pub mod token;
 pub mod user;

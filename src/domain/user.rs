@@ -1,4 +1,4 @@
-//! Users: roles, statuses and the stored record.
+//! Users: roles, statuses, the stored record, and the parsed values of user input.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -110,4 +110,147 @@ pub struct NewUser {
 pub fn now() -> DateTime<Utc> {
     let t = Utc::now();
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// A rule an input value broke: `(code, message)`, for the `errors` member.
+pub type Rule = (&'static str, &'static str);
+
+/// A normalised email: trimmed, lower-cased, at most 254 characters, `local@domain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Rule> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() {
+            return Err(("required", "must not be empty"));
+        }
+        if email.chars().count() > 254 {
+            return Err(("too_long", "must be at most 254 characters"));
+        }
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return Err(("format", "must be an email address"));
+        };
+        let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '@';
+        let domain_ok = !domain.is_empty()
+            && domain.len() <= 253
+            && domain.split('.').count() >= 2
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if local.is_empty() || local.len() > 64 || local.chars().any(bad_char) || !domain_ok {
+            return Err(("format", "must be an email address"));
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A display name: 1..=100 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, Rule> {
+        let name = raw.trim();
+        let len = name.chars().count();
+        if len == 0 {
+            return Err(("required", "must not be empty"));
+        }
+        if len > 100 {
+            return Err(("too_long", "must be at most 100 characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(("format", "must not contain control characters"));
+        }
+        Ok(UserName(name.to_string()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A password as given: 8..=128 characters. Never logged (no `Debug` of the value).
+#[derive(Clone)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Self, Rule> {
+        let len = raw.chars().count();
+        if len < 8 {
+            return Err(("too_short", "must be at least 8 characters"));
+        }
+        if len > 128 {
+            return Err(("too_long", "must be at most 128 characters"));
+        }
+        Ok(Password(raw.to_string()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "   ",
+            "no-at",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a b@c.d",
+            "a@-b.com",
+            "a@b..com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(Email::parse(&long).unwrap_err().0, "too_long");
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(UserName::parse("  Ada  ").unwrap().into_inner(), "Ada");
+        assert!(UserName::parse("   ").is_err());
+        assert!(UserName::parse(&"x".repeat(101)).is_err());
+        assert!(UserName::parse(&"é".repeat(100)).is_ok());
+        assert!(UserName::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn passwords_are_bounded_in_characters() {
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse("12345678").is_ok());
+        assert!(Password::parse(&"p".repeat(128)).is_ok());
+        assert!(Password::parse(&"p".repeat(129)).is_err());
+        assert!(!format!("{:?}", Password::parse("secret-pass").unwrap()).contains("secret"));
+    }
 }

@@ -18,6 +18,8 @@ pub mod pagination;
 pub mod problem;
 pub mod ratelimit;
 pub mod request;
+mod tokens;
+pub mod users;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -81,6 +83,8 @@ pub fn app(
         .wrap(Compress::default())
         .wrap(from_fn(request::middleware))
         .configure(health::routes)
+        .configure(users::routes)
+        .configure(tokens::routes)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found())
         }))

@@ -67,7 +67,11 @@ pub async fn middleware<B: MessageBody>(
         return Ok(res.map_into_right_body());
     }
     let mut res = next.call(req).await?;
-    apply_headers(res.headers_mut(), name, &decision);
+    // A route with a policy of its own (login) has set its headers: the narrower policy
+    // is the one the client must pace itself by.
+    if !res.headers().contains_key(RATELIMIT_POLICY) {
+        apply_headers(res.headers_mut(), name, &decision);
+    }
     Ok(res.map_into_left_body())
 }
 

@@ -7,6 +7,7 @@
 //! `overloaded`, an open circuit or a failing database 503 `dependency_unavailable`, both
 //! with `Retry-After`.
 
+mod bootstrap;
 mod users;
 
 use std::future::Future;

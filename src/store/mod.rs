@@ -13,6 +13,7 @@ pub mod memory;
 mod orders;
 pub mod postgres;
 mod products;
+mod tokens;
 mod users;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 
 pub use orders::OrderStore;
 pub use products::ProductStore;
+pub use tokens::TokenStore;
 pub use users::UserStore;
 
 use crate::config::Config;
@@ -89,7 +91,9 @@ impl StoreError {
 
 /// All data access of the service.
 #[async_trait]
-pub trait Store: UserStore + ProductStore + OrderStore + Send + Sync + 'static {
+pub trait Store:
+    UserStore + TokenStore + ProductStore + OrderStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// Cheap round trip proving the store answers (for `/ready`).

@@ -1,6 +1,9 @@
 //! `spawn_app()`: a running Bulkhead on a free port, on Postgres (a fresh database per
 //! test, dropped afterwards) or on the in-memory store, with typed request helpers.
 
+// Shared fixtures: each test module uses its own subset.
+#![allow(dead_code)]
+
 use std::sync::OnceLock;
 
 use bulkhead::config::{Config, DatabaseUrl};
@@ -19,6 +22,20 @@ pub enum StoreKind {
 pub fn admin_url() -> String {
     std::env::var("BULKHEAD_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The bootstrap admin every test app has.
+pub const ADMIN_EMAIL: &str = "admin@bulkhead.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// A registered, logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub refresh_token: String,
 }
 
 pub struct TestApp {
@@ -41,6 +58,8 @@ pub fn test_config() -> Config {
     ));
     c.auth.argon2_memory_kib = 256;
     c.auth.argon2_iterations = 1;
+    c.auth.bootstrap_admin_email = Some(ADMIN_EMAIL.into());
+    c.auth.bootstrap_admin_password = Some(bulkhead::config::Secret::new(ADMIN_PASSWORD));
     c.database.read_pool_size = 4;
     c.database.write_pool_size = 4;
     c
@@ -104,6 +123,87 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A request with `Authorization: Bearer <token>`.
+    pub fn authed(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(token)
+    }
+
+    pub async fn register(&self, email: &str, name: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/users",
+            &serde_json::json!({"email": email, "name": name, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/token",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Log in and return `(access_token, refresh_token)`, asserting success.
+    pub async fn tokens(&self, email: &str, password: &str) -> (String, String) {
+        let res = self.login(email, password).await;
+        assert_eq!(res.status(), 200, "login of {email}");
+        let body: Value = res.json().await.unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_string(),
+            body["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Register a fresh user (unique email) and log in.
+    pub async fn new_user(&self) -> TestUser {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let password = "password-123".to_string();
+        let res = self.register(&email, "Test User", &password).await;
+        assert_eq!(res.status(), 201, "registering {email}");
+        let body: Value = res.json().await.unwrap();
+        let id = body["id"].as_str().unwrap().parse().unwrap();
+        let (token, refresh_token) = self.tokens(&email, &password).await;
+        TestUser {
+            id,
+            email,
+            password,
+            token,
+            refresh_token,
+        }
+    }
+
+    /// The bootstrap admin, logged in.
+    pub async fn admin(&self) -> TestUser {
+        let (token, refresh_token) = self.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let me: Value = self
+            .authed(Method::GET, "/api/v1/users/me", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        TestUser {
+            id: me["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_default(),
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+            token,
+            refresh_token,
+        }
     }
 
     /// Stop the server the way a signal does (drain, then stop).

@@ -6,3 +6,4 @@ mod helpers;
 mod errors;
 mod health;
 mod store_conformance;
+mod users;

@@ -6,6 +6,7 @@
 
 mod orders;
 mod products;
+mod tokens;
 mod users;
 
 use std::sync::{Mutex, MutexGuard};
@@ -24,6 +25,7 @@ pub(crate) struct State {
     pub(crate) users: users::Users,
     pub(crate) products: products::Products,
     pub(crate) orders: orders::Orders,
+    pub(crate) tokens: tokens::Tokens,
 }
 
 impl MemoryStore {

@@ -9,6 +9,7 @@ mod idempotency;
 mod migrate;
 mod orders;
 mod products;
+mod tokens;
 mod users;
 
 use std::time::Duration;
