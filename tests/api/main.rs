@@ -5,5 +5,8 @@ mod helpers;
 
 mod errors;
 mod health;
+mod product_listing;
+mod product_rules;
+mod products;
 mod store_conformance;
 mod users;
