@@ -63,13 +63,17 @@ impl CreateOrder {
         let mut rules = Rules::default();
         let mut raw = Vec::with_capacity(self.items.len());
         for (i, item) in self.items.iter().enumerate() {
-            match Uuid::parse_str(&item.product_id) {
-                Ok(id) => raw.push((id, item.quantity)),
-                Err(_) => rules.push(
+            let id = Uuid::parse_str(&item.product_id).unwrap_or_else(|_| {
+                rules.push(
                     &format!("items[{i}].product_id"),
                     Violation::new("format", "must be a UUID"),
-                ),
-            }
+                );
+                // A unique stand-in, so the other rules (count, quantity) are still
+                // checked for this item and no false duplicate arises; with a
+                // violation recorded, the request never reaches the store.
+                Uuid::new_v4()
+            });
+            raw.push((id, item.quantity));
         }
         let lines = match OrderLines::parse(&raw) {
             Ok(lines) => Some(lines),

@@ -5,6 +5,8 @@ mod helpers;
 
 mod errors;
 mod health;
+mod order_idempotency;
+mod orders;
 mod product_listing;
 mod product_rules;
 mod products;
