@@ -10,5 +10,6 @@ mod orders;
 mod product_listing;
 mod product_rules;
 mod products;
+mod shop_conformance;
 mod store_conformance;
 mod users;
