@@ -11,5 +11,7 @@ mod product_listing;
 mod product_rules;
 mod products;
 mod shop_conformance;
+mod proxy;
+mod resilience;
 mod store_conformance;
 mod users;
