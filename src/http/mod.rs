@@ -15,10 +15,13 @@ pub mod client_ip;
 pub mod etag;
 pub mod extract;
 mod health;
+mod orders;
 pub mod pagination;
 pub mod problem;
+mod products;
 pub mod ratelimit;
 pub mod request;
+mod shop;
 mod tokens;
 pub mod users;
 
@@ -92,6 +95,8 @@ pub fn app(
         .configure(health::routes)
         .configure(users::routes)
         .configure(tokens::routes)
+        .configure(products::routes)
+        .configure(orders::routes)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found())
         }))

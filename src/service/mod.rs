@@ -311,6 +311,11 @@ pub fn store_error(e: StoreError) -> ApiError {
                     })
                     .collect(),
             ),
+            Conflict::MixedCurrency => ApiError::validation(vec![FieldError::new(
+                "items",
+                "mixed_currency",
+                "all products of an order must have the same currency",
+            )]),
         },
     }
 }

@@ -5,7 +5,10 @@
 //! create and recycle has a deadline, and every connection sets `statement_timeout`:
 //! no database call waits forever.
 
+mod idempotency;
 mod migrate;
+mod orders;
+mod products;
 mod tokens;
 mod users;
 
