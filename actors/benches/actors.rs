@@ -32,7 +32,10 @@ fn ratelimit(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_decision");
     for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
         // The sliding window counts in 20 bits: stay under its largest quota (1 per µs).
-        let cfg = PolicyConfig { quota: 1_048_575, ..policy(algorithm) };
+        let cfg = PolicyConfig {
+            quota: 1_048_575,
+            ..policy(algorithm)
+        };
         let p = Policy::new(cfg, Duration::ZERO);
         let word = AtomicU64::new(0);
         let mut now = 0u64;

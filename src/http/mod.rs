@@ -19,7 +19,9 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request;
 mod tokens;
+pub mod user_patch;
 pub mod users;
+pub mod users_admin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

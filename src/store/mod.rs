@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use tokens::TokenStore;
-pub use users::UserStore;
+pub use tokens::{Rotation, TokenStore};
+pub use users::{UserKey, UserListQuery, UserSort, UserStore};
 
 use crate::config::Config;
 
