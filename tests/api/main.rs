@@ -7,3 +7,4 @@ mod errors;
 mod health;
 mod store_conformance;
 mod users;
+mod users_read;
