@@ -8,3 +8,4 @@ mod health;
 mod store_conformance;
 mod users;
 mod users_read;
+mod auth_tokens;
