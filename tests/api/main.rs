@@ -9,3 +9,4 @@ mod store_conformance;
 mod users;
 mod users_read;
 mod auth_tokens;
+mod users_write;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{MemoryStore, State};
+use super::MemoryStore;
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::{now, UserStatus};
 use crate::store::{Rotation, StoreError, TokenStore};
@@ -91,15 +91,20 @@ impl TokenStore for MemoryStore {
         let Some(row) = state.tokens.by_hash.get(presented).cloned() else {
             return Ok(Rotation::Invalid);
         };
-        if let Some(outcome) = user_refuses(&state, row.user_id) {
-            return Ok(outcome);
-        }
+        // The token's own state first: a dead token is 401 whatever its account's state.
+        let Some(user) = state.users.by_id.get(&row.user_id) else {
+            return Ok(Rotation::Invalid);
+        };
+        let status = user.status;
         if row.rotated_at.is_some() {
             state.tokens.revoke_family(row.family_id, at);
             return Ok(Rotation::Reused);
         }
         if row.revoked_at.is_some() || row.expires_at <= at {
             return Ok(Rotation::Invalid);
+        }
+        if status != UserStatus::Active {
+            return Ok(Rotation::Inactive(status));
         }
         if let Some(r) = state.tokens.by_hash.get_mut(presented) {
             r.rotated_at = Some(at);
@@ -127,14 +132,5 @@ impl TokenStore for MemoryStore {
         };
         state.tokens.revoke_family(family, now());
         Ok(true)
-    }
-}
-
-/// Why the token's user cannot refresh, if they cannot: deleted, or not active.
-fn user_refuses(state: &State, user: Uuid) -> Option<Rotation> {
-    match state.users.by_id.get(&user) {
-        None => Some(Rotation::Invalid),
-        Some(u) if u.status != UserStatus::Active => Some(Rotation::Inactive(u.status)),
-        Some(_) => None,
     }
 }

@@ -111,39 +111,37 @@ impl TokenStore for PgStore {
         let Some(status) = status else {
             return Ok(Rotation::Invalid);
         };
+        let at = now();
+        // Read after the locks: a rotation of this family that committed before is seen.
+        let token = tx
+            .query_one(
+                "SELECT rotated_at IS NOT NULL, revoked_at IS NOT NULL OR expires_at <= $2
+                 FROM refresh_tokens WHERE token_hash = $1",
+                &[&presented, &at],
+            )
+            .await
+            .map_err(pg_err)?;
+        let (rotated, dead): (bool, bool) = (token.get(0), token.get(1));
+        // The token's own state first: a dead token is 401 whatever its account's state.
+        if rotated {
+            revoke_family(&tx, family, at).await?;
+            tx.commit().await.map_err(pg_err)?;
+            return Ok(Rotation::Reused);
+        }
+        if dead {
+            return Ok(Rotation::Invalid);
+        }
         match UserStatus::parse(&status) {
             Some(UserStatus::Active) => {}
             Some(other) => return Ok(Rotation::Inactive(other)),
             None => return Err(StoreError::Internal(format!("status {status}"))),
         }
-        let at = now();
-        // Only a current token is rotated; of two concurrent rotations the second (after
-        // the family lock) finds `rotated_at` set.
-        let rotated = tx
-            .execute(
-                "UPDATE refresh_tokens SET rotated_at = $2
-                 WHERE token_hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL
-                   AND expires_at > $2",
-                &[&presented, &at],
-            )
-            .await
-            .map_err(pg_err)?;
-        if rotated == 0 {
-            let was_rotated: Option<DateTime<Utc>> = tx
-                .query_one(
-                    "SELECT rotated_at FROM refresh_tokens WHERE token_hash = $1",
-                    &[&presented],
-                )
-                .await
-                .map_err(pg_err)?
-                .get(0);
-            if was_rotated.is_none() {
-                return Ok(Rotation::Invalid);
-            }
-            revoke_family(&tx, family, at).await?;
-            tx.commit().await.map_err(pg_err)?;
-            return Ok(Rotation::Reused);
-        }
+        tx.execute(
+            "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1",
+            &[&presented, &at],
+        )
+        .await
+        .map_err(pg_err)?;
         tx.execute(
             "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5)",
