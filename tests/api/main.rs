@@ -10,3 +10,4 @@ mod users;
 mod users_read;
 mod auth_tokens;
 mod users_write;
+mod users_list;
