@@ -11,3 +11,4 @@ mod users_read;
 mod auth_tokens;
 mod users_write;
 mod users_list;
+mod bootstrap;
