@@ -72,11 +72,22 @@ async fn only_valid_hs256_tokens_are_accepted(app: &TestApp) {
     refused(me_with(app, &format!("Bearer {none}")).await).await;
     let hs512 = forge(&json!({"alg": "HS512"}), &claims(u.id, 60), SECRET);
     refused(me_with(app, &format!("Bearer {hs512}")).await).await;
-    let wrong_secret = forge(&hs256, &claims(u.id, 60), b"some-other-secret-some-other-secret");
+    let wrong_secret = forge(
+        &hs256,
+        &claims(u.id, 60),
+        b"some-other-secret-some-other-secret",
+    );
     refused(me_with(app, &format!("Bearer {wrong_secret}")).await).await;
     let mut other_aud = claims(u.id, 60);
     other_aud["aud"] = json!("someone-else");
-    refused(me_with(app, &format!("Bearer {}", forge(&hs256, &other_aud, SECRET))).await).await;
+    refused(
+        me_with(
+            app,
+            &format!("Bearer {}", forge(&hs256, &other_aud, SECRET)),
+        )
+        .await,
+    )
+    .await;
     let mut no_exp = claims(u.id, 60);
     no_exp.as_object_mut().unwrap().remove("exp");
     refused(me_with(app, &format!("Bearer {}", forge(&hs256, &no_exp, SECRET))).await).await;
@@ -135,11 +146,19 @@ async fn refresh_rotates_and_reuse_revokes_the_family(app: &TestApp) {
     let res = refresh(app, &r3).await;
     problem(res, 401, "unauthenticated").await;
     // The first token of the family is a rotated member too.
-    problem(refresh(app, &u.refresh_token).await, 401, "refresh_token_reused").await;
+    problem(
+        refresh(app, &u.refresh_token).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
 
     rotate(app, &other_family).await;
 }
-both_stores!(refresh_rotation, refresh_rotates_and_reuse_revokes_the_family);
+both_stores!(
+    refresh_rotation,
+    refresh_rotates_and_reuse_revokes_the_family
+);
 
 async fn refresh_refuses_bad_requests(app: &TestApp) {
     let res = refresh(app, "no-such-token").await;

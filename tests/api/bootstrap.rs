@@ -12,7 +12,9 @@ use bulkhead::store::{Rotation, Store};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{problem, spawn_app_with, test_config, StoreKind, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::helpers::{
+    problem, spawn_app_with, test_config, StoreKind, ADMIN_EMAIL, ADMIN_PASSWORD,
+};
 
 async fn promotion_resets_the_account(store: Arc<dyn Store>) {
     let svc = Services::start(Arc::new(test_config()), store.clone()).unwrap();
@@ -42,22 +44,43 @@ async fn promotion_resets_the_account(store: Arc<dyn Store>) {
         .unwrap();
 
     svc.ensure_bootstrap_admin().await.unwrap();
-    let admin = store.find_user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
+    let admin = store
+        .find_user_by_email(ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(admin.id, squatter.id);
     assert_eq!(admin.role, Role::Admin);
     assert_eq!(admin.status, UserStatus::Active);
     assert!(admin.version > squatter.version);
     let hash = Some(admin.password_hash.clone());
-    assert!(svc.verify_password(ADMIN_PASSWORD.into(), hash.clone()).await.unwrap());
-    assert!(!svc.verify_password("squatter-pass".into(), hash).await.unwrap());
+    assert!(svc
+        .verify_password(ADMIN_PASSWORD.into(), hash.clone())
+        .await
+        .unwrap());
+    assert!(!svc
+        .verify_password("squatter-pass".into(), hash)
+        .await
+        .unwrap());
     let rotation = store
-        .rotate_refresh_token(&token_hash, vec![8u8; 32], now() + chrono::Duration::hours(1))
+        .rotate_refresh_token(
+            &token_hash,
+            vec![8u8; 32],
+            now() + chrono::Duration::hours(1),
+        )
         .await
         .unwrap();
-    assert_eq!(rotation, Rotation::Invalid, "the squatter's session is revoked");
+    assert_eq!(
+        rotation,
+        Rotation::Invalid,
+        "the squatter's session is revoked"
+    );
 
     // An active admin is left as it is: a password changed through the API survives.
-    let changed = svc.hash_password("changed-through-the-api".into()).await.unwrap();
+    let changed = svc
+        .hash_password("changed-through-the-api".into())
+        .await
+        .unwrap();
     store
         .update_user(
             admin.id,
@@ -70,7 +93,11 @@ async fn promotion_resets_the_account(store: Arc<dyn Store>) {
         .await
         .unwrap();
     svc.ensure_bootstrap_admin().await.unwrap();
-    let after = store.find_user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
+    let after = store
+        .find_user_by_email(ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(svc
         .verify_password("changed-through-the-api".into(), Some(after.password_hash))
         .await
@@ -98,7 +125,9 @@ async fn a_pre_registered_admin_email_is_taken_over_at_restart() {
     })
     .await;
     let url = first.database_url().unwrap();
-    let res = first.register("boss@example.com", "Squatter", "squatter-pass").await;
+    let res = first
+        .register("boss@example.com", "Squatter", "squatter-pass")
+        .await;
     assert_eq!(res.status(), 201);
     let (old_access, old_refresh) = first.tokens("boss@example.com", "squatter-pass").await;
     first.stop().await;
@@ -116,7 +145,11 @@ async fn a_pre_registered_admin_email_is_taken_over_at_restart() {
     )
     .await;
     let (access, _) = second.tokens("boss@example.com", "configured-pass-1").await;
-    let res = second.authed(Method::GET, "/api/v1/users", &access).send().await.unwrap();
+    let res = second
+        .authed(Method::GET, "/api/v1/users", &access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 
     // The squatter's access token still names the account, but only with the role it was
@@ -128,7 +161,11 @@ async fn a_pre_registered_admin_email_is_taken_over_at_restart() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["role"], "admin");
-    let res = second.authed(Method::GET, "/api/v1/users", &old_access).send().await.unwrap();
+    let res = second
+        .authed(Method::GET, "/api/v1/users", &old_access)
+        .send()
+        .await
+        .unwrap();
     problem(res, 403, "forbidden").await;
     let res = second
         .post_json(

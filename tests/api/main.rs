@@ -3,12 +3,12 @@
 
 mod helpers;
 
+mod auth_tokens;
+mod bootstrap;
 mod errors;
 mod health;
 mod store_conformance;
 mod users;
-mod users_read;
-mod auth_tokens;
-mod users_write;
 mod users_list;
-mod bootstrap;
+mod users_read;
+mod users_write;

@@ -37,7 +37,12 @@ async fn register_named(app: &TestApp, names: &[&str]) -> Vec<String> {
         let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
         let res = app.register(&email, name, "password-123").await;
         assert_eq!(res.status(), 201);
-        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        ids.push(
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     ids
 }
@@ -46,7 +51,11 @@ async fn filters_sorts_and_fields(app: &TestApp) {
     let admin = app.admin().await;
     let ids = register_named(app, &["carol", "alice", "bob"]).await;
     let res = app
-        .authed(Method::POST, &format!("/api/v1/users/{}/status", ids[2]), &admin.token)
+        .authed(
+            Method::POST,
+            &format!("/api/v1/users/{}/status", ids[2]),
+            &admin.token,
+        )
         .json(&json!({"status": "suspended"}))
         .send()
         .await
@@ -63,7 +72,10 @@ async fn filters_sorts_and_fields(app: &TestApp) {
     let by_name = page(app, &admin.token, "?sort=name").await;
     assert_eq!(names(&by_name), ["Administrator", "alice", "bob", "carol"]);
     let by_name_desc = page(app, &admin.token, "?sort=-name").await;
-    assert_eq!(names(&by_name_desc), ["carol", "bob", "alice", "Administrator"]);
+    assert_eq!(
+        names(&by_name_desc),
+        ["carol", "bob", "alice", "Administrator"]
+    );
 
     let admins = page(app, &admin.token, "?role=admin").await;
     assert_eq!(names(&admins), ["Administrator"]);
@@ -75,7 +87,12 @@ async fn filters_sorts_and_fields(app: &TestApp) {
     // Sparse fieldsets: the named members plus id, nothing else.
     let sparse = page(app, &admin.token, "?fields=email,name&limit=2").await;
     for user in sparse["data"].as_array().unwrap() {
-        let mut keys: Vec<&str> = user.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = user
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         keys.sort_unstable();
         assert_eq!(keys, ["email", "id", "name"]);
     }
@@ -144,7 +161,12 @@ async fn pages_neither_skip_nor_repeat_under_concurrent_inserts(app: &TestApp) {
     let mut existing: HashSet<String> = register_named(app, &refs).await.into_iter().collect();
     existing.insert(admin.id.to_string());
 
-    for sort in ["sort=-created_at", "sort=created_at", "sort=name", "sort=-name"] {
+    for sort in [
+        "sort=-created_at",
+        "sort=created_at",
+        "sort=name",
+        "sort=-name",
+    ] {
         let inserting = async {
             let names: Vec<String> = (0..8).map(|i| format!("new-{i}")).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -157,4 +179,7 @@ async fn pages_neither_skip_nor_repeat_under_concurrent_inserts(app: &TestApp) {
         assert!(missing.is_empty(), "{sort}: skipped {missing:?}");
     }
 }
-both_stores!(list_pagination, pages_neither_skip_nor_repeat_under_concurrent_inserts);
+both_stores!(
+    list_pagination,
+    pages_neither_skip_nor_repeat_under_concurrent_inserts
+);

@@ -22,11 +22,24 @@ async fn me_is_the_caller_with_an_etag(app: &TestApp) {
     assert_eq!(body["id"], u.id.to_string());
     assert_eq!(body["email"], u.email.as_str());
     assert_eq!(body["role"], "user");
-    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["created_at", "email", "id", "name", "role", "status", "updated_at"]
+        [
+            "created_at",
+            "email",
+            "id",
+            "name",
+            "role",
+            "status",
+            "updated_at"
+        ]
     );
 
     let res = app
@@ -67,7 +80,11 @@ async fn others_get_the_404_of_a_missing_id(app: &TestApp) {
     let u = app.new_user().await;
     let other = app.new_user().await;
     let res = app
-        .authed(Method::GET, &format!("/api/v1/users/{}", u.id), &other.token)
+        .authed(
+            Method::GET,
+            &format!("/api/v1/users/{}", u.id),
+            &other.token,
+        )
         .send()
         .await
         .unwrap();
@@ -95,7 +112,11 @@ async fn others_get_the_404_of_a_missing_id(app: &TestApp) {
     let admin = app.admin().await;
     assert!(!admin.id.is_nil(), "GET /users/me names the admin");
     let res = app
-        .authed(Method::GET, &format!("/api/v1/users/{}", u.id), &admin.token)
+        .authed(
+            Method::GET,
+            &format!("/api/v1/users/{}", u.id),
+            &admin.token,
+        )
         .send()
         .await
         .unwrap();
@@ -104,7 +125,11 @@ async fn others_get_the_404_of_a_missing_id(app: &TestApp) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["id"], u.id.to_string());
     let res = app
-        .authed(Method::GET, &format!("/api/v1/users/{}", u.id), &admin.token)
+        .authed(
+            Method::GET,
+            &format!("/api/v1/users/{}", u.id),
+            &admin.token,
+        )
         .header("if-none-match", &etag)
         .send()
         .await
@@ -155,15 +180,27 @@ async fn unrouted_methods_are_405_with_allow(app: &TestApp) {
     let u = app.new_user().await;
     let id = u.id;
     for (method, path, allow) in [
-        (Method::PUT, format!("/api/v1/users/{id}"), "GET, HEAD, PATCH, DELETE"),
-        (Method::POST, format!("/api/v1/users/{id}"), "GET, HEAD, PATCH, DELETE"),
+        (
+            Method::PUT,
+            format!("/api/v1/users/{id}"),
+            "GET, HEAD, PATCH, DELETE",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{id}"),
+            "GET, HEAD, PATCH, DELETE",
+        ),
         (Method::DELETE, "/api/v1/users/me".into(), "GET, HEAD"),
         (Method::PATCH, "/api/v1/users".into(), "GET, POST"),
         (Method::GET, format!("/api/v1/users/{id}/status"), "POST"),
         (Method::GET, "/api/v1/auth/refresh".into(), "POST"),
         (Method::DELETE, "/api/v1/auth/logout".into(), "POST"),
     ] {
-        let res = app.authed(method.clone(), &path, &u.token).send().await.unwrap();
+        let res = app
+            .authed(method.clone(), &path, &u.token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.headers()["allow"], allow, "{method} {path}");
         problem(res, 405, "method_not_allowed").await;
     }

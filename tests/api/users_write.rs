@@ -61,7 +61,10 @@ async fn patch_changes_what_it_names(app: &TestApp) {
         .await
         .unwrap();
     problem(res, 412, "precondition_failed").await;
-    assert_eq!(me(app, &u).await.json::<Value>().await.unwrap()["name"], "New Name");
+    assert_eq!(
+        me(app, &u).await.json::<Value>().await.unwrap()["name"],
+        "New Name"
+    );
     let res = app
         .authed(Method::PATCH, &format!("/api/v1/users/{}", u.id), &u.token)
         .header("if-match", &after)
@@ -81,11 +84,25 @@ async fn patch_changes_what_it_names(app: &TestApp) {
 
     // Email change: the new one logs in, the old one does not.
     let new_email = format!("renamed-{}@example.com", Uuid::new_v4().simple());
-    let res = patch(app, &u.token, u.id, &json!({"email": new_email.to_uppercase()})).await;
+    let res = patch(
+        app,
+        &u.token,
+        u.id,
+        &json!({"email": new_email.to_uppercase()}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["email"], new_email.as_str());
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["email"],
+        new_email.as_str()
+    );
     assert_eq!(app.login(&new_email, &u.password).await.status(), 200);
-    problem(app.login(&u.email, &u.password).await, 401, "invalid_credentials").await;
+    problem(
+        app.login(&u.email, &u.password).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
 
     // An admin may patch anyone; another user gets the 404 of a missing id.
     let admin = app.admin().await;
@@ -143,7 +160,13 @@ async fn patch_refuses_bad_input(app: &TestApp) {
         .unwrap();
     problem(res, 415, "unsupported_media_type").await;
 
-    let res = patch(app, &u.token, u.id, &json!({"email": other.email.to_uppercase()})).await;
+    let res = patch(
+        app,
+        &u.token,
+        u.id,
+        &json!({"email": other.email.to_uppercase()}),
+    )
+    .await;
     problem(res, 409, "duplicate_email").await;
     // Keeping one's own email is not a conflict.
     let res = patch(app, &u.token, u.id, &json!({"email": u.email})).await;
@@ -153,12 +176,26 @@ both_stores!(patch_validation, patch_refuses_bad_input);
 
 async fn password_change_revokes_refresh_tokens(app: &TestApp) {
     let u = app.new_user().await;
-    let res = patch(app, &u.token, u.id, &json!({"password": "brand-new-password"})).await;
+    let res = patch(
+        app,
+        &u.token,
+        u.id,
+        &json!({"password": "brand-new-password"}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert!(body.get("password").is_none() && body.get("password_hash").is_none());
-    problem(app.login(&u.email, &u.password).await, 401, "invalid_credentials").await;
-    assert_eq!(app.login(&u.email, "brand-new-password").await.status(), 200);
+    problem(
+        app.login(&u.email, &u.password).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    assert_eq!(
+        app.login(&u.email, "brand-new-password").await.status(),
+        200
+    );
     let res = app
         .post_json(
             "/api/v1/auth/refresh",
@@ -173,7 +210,11 @@ async fn delete_is_soft_and_ends_the_session(app: &TestApp) {
     let u = app.new_user().await;
     let other = app.new_user().await;
     let path = format!("/api/v1/users/{}", u.id);
-    let res = app.authed(Method::DELETE, &path, &other.token).send().await.unwrap();
+    let res = app
+        .authed(Method::DELETE, &path, &other.token)
+        .send()
+        .await
+        .unwrap();
     problem(res, 404, "not_found").await;
     let res = app
         .authed(Method::DELETE, &path, &u.token)
@@ -203,12 +244,25 @@ async fn delete_is_soft_and_ends_the_session(app: &TestApp) {
         )
         .await;
     problem(res, 401, "unauthenticated").await;
-    problem(app.login(&u.email, &u.password).await, 401, "invalid_credentials").await;
+    problem(
+        app.login(&u.email, &u.password).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
 
     let admin = app.admin().await;
-    let res = app.authed(Method::GET, &path, &admin.token).send().await.unwrap();
+    let res = app
+        .authed(Method::GET, &path, &admin.token)
+        .send()
+        .await
+        .unwrap();
     problem(res, 404, "not_found").await;
-    let res = app.authed(Method::DELETE, &path, &admin.token).send().await.unwrap();
+    let res = app
+        .authed(Method::DELETE, &path, &admin.token)
+        .send()
+        .await
+        .unwrap();
     problem(res, 404, "not_found").await;
 
     // The email is free again, for a new account with a new id.
@@ -219,7 +273,11 @@ async fn delete_is_soft_and_ends_the_session(app: &TestApp) {
 
     // An admin may delete anyone.
     let res = app
-        .authed(Method::DELETE, &format!("/api/v1/users/{}", other.id), &admin.token)
+        .authed(
+            Method::DELETE,
+            &format!("/api/v1/users/{}", other.id),
+            &admin.token,
+        )
         .send()
         .await
         .unwrap();
@@ -280,7 +338,12 @@ async fn inactive_accounts_are_refused_at_once(app: &TestApp) {
     assert_eq!(res.status(), 200);
     // The same token, the very next request.
     problem(me(app, &u).await, 403, "account_inactive").await;
-    problem(app.login(&u.email, &u.password).await, 403, "account_inactive").await;
+    problem(
+        app.login(&u.email, &u.password).await,
+        403,
+        "account_inactive",
+    )
+    .await;
     let res = app
         .post_json(
             "/api/v1/auth/refresh",
@@ -289,16 +352,28 @@ async fn inactive_accounts_are_refused_at_once(app: &TestApp) {
         .await;
     problem(res, 401, "unauthenticated").await;
     let res = app
-        .authed(Method::GET, &format!("/api/v1/users/{}", u.id), &admin.token)
+        .authed(
+            Method::GET,
+            &format!("/api/v1/users/{}", u.id),
+            &admin.token,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "suspended");
 
     // Back to active (via deactivated): the old access token works again; logging in too.
-    assert_eq!(set_status(app, &admin.token, u.id, "deactivated").await.status(), 200);
+    assert_eq!(
+        set_status(app, &admin.token, u.id, "deactivated")
+            .await
+            .status(),
+        200
+    );
     problem(me(app, &u).await, 403, "account_inactive").await;
-    assert_eq!(set_status(app, &admin.token, u.id, "active").await.status(), 200);
+    assert_eq!(
+        set_status(app, &admin.token, u.id, "active").await.status(),
+        200
+    );
     assert_eq!(me(app, &u).await.status(), 200);
     assert_eq!(app.login(&u.email, &u.password).await.status(), 200);
 }
@@ -307,7 +382,12 @@ both_stores!(account_inactive, inactive_accounts_are_refused_at_once);
 async fn status_changes_are_for_admins_with_valid_bodies(app: &TestApp) {
     let admin = app.admin().await;
     let u = app.new_user().await;
-    problem(set_status(app, &u.token, u.id, "suspended").await, 403, "forbidden").await;
+    problem(
+        set_status(app, &u.token, u.id, "suspended").await,
+        403,
+        "forbidden",
+    )
+    .await;
     let res = app
         .request(Method::POST, &format!("/api/v1/users/{}/status", u.id))
         .json(&json!({"status": "suspended"}))
@@ -319,14 +399,22 @@ async fn status_changes_are_for_admins_with_valid_bodies(app: &TestApp) {
     let body = problem(res, 422, "validation_failed").await;
     assert_eq!(fields(&body), ["status"]);
     let res = app
-        .authed(Method::POST, &format!("/api/v1/users/{}/status", u.id), &admin.token)
+        .authed(
+            Method::POST,
+            &format!("/api/v1/users/{}/status", u.id),
+            &admin.token,
+        )
         .json(&json!({"status": 1}))
         .send()
         .await
         .unwrap();
     problem(res, 400, "malformed_request").await;
     let res = app
-        .authed(Method::POST, &format!("/api/v1/users/{}/status", u.id), &admin.token)
+        .authed(
+            Method::POST,
+            &format!("/api/v1/users/{}/status", u.id),
+            &admin.token,
+        )
         .json(&json!({"status": "suspended", "reason": "x"}))
         .send()
         .await
@@ -341,4 +429,7 @@ async fn status_changes_are_for_admins_with_valid_bodies(app: &TestApp) {
     // Nothing above changed the user.
     assert_eq!(me(app, &u).await.status(), 200);
 }
-both_stores!(status_errors, status_changes_are_for_admins_with_valid_bodies);
+both_stores!(
+    status_errors,
+    status_changes_are_for_admins_with_valid_bodies
+);
