@@ -11,4 +11,5 @@ mod store_conformance;
 mod users;
 mod users_list;
 mod users_read;
+mod users_status;
 mod users_write;
