@@ -1,17 +1,24 @@
-//! The Prometheus recorder behind the `metrics` facade.
+//! The Prometheus recorder behind the `metrics` facade, and what is sampled at scrape.
 //!
 //! Installed once per process (the facade has one global recorder); histograms get the
 //! configured buckets (seconds) so they render as aggregatable `_bucket` series rather
-//! than summaries.
+//! than summaries. Gauges of things that are cheaper to read than to track (pool status,
+//! process memory and CPU) are sampled when `/metrics` is scraped.
+//!
+//! Every metric is listed with its meaning in README.md ("Metrics"). Labels are bounded:
+//! route templates, status classes, actor kinds, policy, pool, bulkhead and circuit names.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::config::MetricsConfig;
+use crate::store::Store;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
 
 /// Install the recorder (first call wins) and return the handle that renders a scrape.
 pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
@@ -29,6 +36,7 @@ pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
             };
             match builder.install_recorder() {
                 Ok(handle) => {
+                    describe();
                     let upkeep = handle.clone();
                     // Drains histogram samples into their buckets; without it memory grows.
                     std::thread::Builder::new()
@@ -47,4 +55,104 @@ pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// Sample the scrape-time gauges, then render the exposition.
+pub fn scrape(handle: &PrometheusHandle, store: &dyn Store) -> String {
+    PROCESS
+        .get_or_init(|| {
+            let c = metrics_process::Collector::default();
+            c.describe();
+            c
+        })
+        .collect();
+    for (pool, status) in store.pool_status() {
+        metrics::gauge!("bulkhead_db_pool_size", "pool" => pool).set(status.size as f64);
+        metrics::gauge!("bulkhead_db_pool_max_size", "pool" => pool).set(status.max_size as f64);
+        metrics::gauge!("bulkhead_db_pool_available", "pool" => pool).set(status.available as f64);
+        metrics::gauge!("bulkhead_db_pool_waiting", "pool" => pool).set(status.waiting as f64);
+    }
+    handle.render()
+}
+
+fn describe() {
+    describe_counter!(
+        "bulkhead_http_requests_total",
+        "HTTP requests answered, by method, route template and status class"
+    );
+    describe_histogram!(
+        "bulkhead_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from request head to response, by method and route template"
+    );
+    describe_gauge!(
+        "bulkhead_http_requests_in_flight",
+        "HTTP requests being served now"
+    );
+    describe_gauge!("bulkhead_db_pool_size", "Open connections in the pool");
+    describe_gauge!("bulkhead_db_pool_max_size", "Configured pool size");
+    describe_gauge!(
+        "bulkhead_db_pool_available",
+        "Idle connections ready in the pool"
+    );
+    describe_gauge!(
+        "bulkhead_db_pool_waiting",
+        "Callers waiting for a pooled connection"
+    );
+    describe_counter!(
+        "bulkhead_actor_messages_processed_total",
+        "Messages handled, by actor kind"
+    );
+    describe_counter!(
+        "bulkhead_actor_messages_rejected_total",
+        "Messages refused because a mailbox was full or closed, by actor kind"
+    );
+    describe_counter!(
+        "bulkhead_actor_restarts_total",
+        "Actor restarts by their supervisor, by actor kind"
+    );
+    describe_gauge!(
+        "bulkhead_actor_mailbox_depth",
+        "Messages waiting in mailboxes, by actor kind"
+    );
+    describe_counter!(
+        "bulkhead_ratelimit_decisions_total",
+        "Rate-limit decisions by policy and outcome (allowed, limited)"
+    );
+    describe_gauge!(
+        "bulkhead_circuit_state",
+        "1 for the circuit's current state, 0 for the others"
+    );
+    describe_counter!(
+        "bulkhead_circuit_transitions_total",
+        "Circuit state changes, by circuit and from/to state"
+    );
+    describe_counter!(
+        "bulkhead_circuit_calls_total",
+        "Calls through a circuit by outcome"
+    );
+    describe_gauge!(
+        "bulkhead_bulkhead_in_flight",
+        "Admitted calls running, by bulkhead"
+    );
+    describe_gauge!(
+        "bulkhead_bulkhead_queued",
+        "Calls waiting for admission, by bulkhead"
+    );
+    describe_counter!(
+        "bulkhead_bulkhead_rejected_total",
+        "Calls refused by a bulkhead, by reason (queue_full, queue_timeout)"
+    );
+    describe_histogram!(
+        "bulkhead_bulkhead_queue_wait_seconds",
+        Unit::Seconds,
+        "Time spent waiting for admission, by bulkhead"
+    );
+    describe_counter!("bulkhead_cache_hits_total", "Cache hits, by cache");
+    describe_counter!("bulkhead_cache_misses_total", "Cache misses, by cache");
+    describe_counter!(
+        "bulkhead_cache_evictions_total",
+        "Entries evicted for capacity or age, by cache"
+    );
+    describe_gauge!("bulkhead_cache_entries", "Entries cached, by cache");
 }

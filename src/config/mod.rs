@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_connections_per_worker: usize,
     /// Listen backlog.
     pub backlog: u32,
+    /// Origins allowed by CORS (`["*"]` for any); empty disables CORS.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             client_request_timeout_ms: 5_000,
             max_connections_per_worker: 25_000,
             backlog: 2048,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }

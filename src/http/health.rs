@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use bulkhead_actors::CircuitState;
 use serde_json::json;
 
 use super::{resource, AppState};
@@ -33,18 +34,13 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    // The ping bypasses the circuit on purpose: it is how /ready sees the store return
-    // while the circuit is still open.
-    let store_ok = matches!(
-        tokio::time::timeout(STORE_CHECK_DEADLINE, state.svc.store.ping()).await,
-        Ok(Ok(()))
-    );
-    let circuit = state.svc.circuit_open();
+    let (store_ok, circuit) = state.svc.probe_store(STORE_CHECK_DEADLINE).await;
+    let circuit_closed = circuit.is_none_or(|s| s == CircuitState::Closed);
     let shutting_down = state.lifecycle.is_shutting_down();
-    let ok = store_ok && circuit.is_none() && !shutting_down;
+    let ok = store_ok && circuit_closed && !shutting_down;
     let checks = json!({
         "store": if store_ok { "ok" } else { "unavailable" },
-        "circuit_postgres": circuit.map_or("closed", |s| s.as_str()),
+        "circuit_postgres": circuit.map_or("none", |s| s.as_str()),
         "shutdown": if shutting_down { "in_progress" } else { "ok" },
     });
     let mut res = if ok {
@@ -64,7 +60,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match &state.metrics {
         Some(handle) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(handle.render()),
+            .body(crate::metrics::scrape(handle, &*state.svc.store)),
         None => HttpResponse::NotFound().finish(),
     }
 }

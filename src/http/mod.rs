@@ -4,9 +4,10 @@
 //! Middleware, outermost first (actix applies the last `wrap` outermost):
 //! 1. [`request::middleware`]: request id, log span, problem rendering, access log; it
 //!    must see every response, errors of inner layers included, so it is outermost.
-//! 2. compression: inside the problem rendering, so error bodies are compressed too.
-//! 3. [`auth::middleware`]: the caller, before rate limiting, which keys on it.
-//! 4. [`ratelimit::middleware`]: per user or per IP; innermost, so a rejected token
+//! 2. CORS: answers preflights itself, before authentication and rate limits see them.
+//! 3. compression: inside the problem rendering, so error bodies are compressed too.
+//! 4. [`auth::middleware`]: the caller, before rate limiting, which keys on it.
+//! 5. [`ratelimit::middleware`]: per user or per IP; innermost, so a rejected token
 //!    never spends a user's quota and a limited request never reaches a handler.
 
 pub mod auth;
@@ -14,10 +15,13 @@ pub mod client_ip;
 pub mod etag;
 pub mod extract;
 mod health;
+mod orders;
 pub mod pagination;
 pub mod problem;
+mod products;
 pub mod ratelimit;
 pub mod request;
+mod shop;
 mod tokens;
 pub mod user_patch;
 pub mod users;
@@ -26,7 +30,8 @@ pub mod users_admin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use actix_web::middleware::{from_fn, Compress};
+use actix_cors::Cors;
+use actix_web::middleware::{from_fn, Compress, Condition};
 use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
@@ -76,6 +81,7 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let cors_origins = state.config.server.cors_allowed_origins.clone();
     App::new()
         .app_data(state)
         .app_data(extract::query_config())
@@ -83,11 +89,53 @@ pub fn app(
         .wrap(from_fn(ratelimit::middleware))
         .wrap(from_fn(auth::middleware))
         .wrap(Compress::default())
+        .wrap(Condition::new(
+            !cors_origins.is_empty(),
+            cors(&cors_origins),
+        ))
         .wrap(from_fn(request::middleware))
         .configure(health::routes)
         .configure(users::routes)
         .configure(tokens::routes)
+        .configure(products::routes)
+        .configure(orders::routes)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found())
         }))
+}
+
+/// CORS for the configured origins: the API's methods and headers, and the response
+/// headers clients need to read (request id, rate limits, ETag, Location).
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            "authorization",
+            "content-type",
+            "idempotency-key",
+            "if-match",
+            "if-none-match",
+            "x-request-id",
+        ])
+        .expose_headers([
+            "x-request-id",
+            "etag",
+            "location",
+            "retry-after",
+            "ratelimit",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "idempotent-replayed",
+        ])
+        .max_age(600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
 }

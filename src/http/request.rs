@@ -71,6 +71,8 @@ pub async fn middleware(
         client_ip,
     });
     let span = tracing::info_span!("request", request_id = %id);
+    let _in_flight = InFlight::enter();
+    let method = req.method().clone();
 
     // Inner layers answer errors as responses (handlers and extractors do so by
     // construction; our middlewares never return `Err`). An `Err` here has lost its
@@ -83,16 +85,18 @@ pub async fn middleware(
         res.headers_mut().insert(REQUEST_ID, v);
     }
 
+    let elapsed = start.elapsed();
+    let http_req = res.request();
+    let route = http_req.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = res.status().as_u16();
+    record_metrics(&method, route, status, elapsed);
     if state.as_ref().is_none_or(|s| s.config.log.access_log) {
-        let http_req = res.request();
         let user = http_req.extensions().get::<LoggedUser>().map(|u| u.0);
-        let status = res.status().as_u16();
-        let route = http_req.match_pattern();
-        let elapsed = start.elapsed();
         tracing::info!(
             parent: &span,
-            method = %http_req.method(),
-            route = route.as_deref().unwrap_or("unmatched"),
+            method = %method,
+            route,
             status,
             duration_ms = elapsed.as_secs_f64() * 1e3,
             client_ip = client_ip.map(tracing::field::display),
@@ -101,6 +105,67 @@ pub async fn middleware(
         );
     }
     Ok(res)
+}
+
+/// Counts a request in `bulkhead_http_requests_in_flight` for as long as it lives,
+/// however it ends.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("bulkhead_http_requests_in_flight").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("bulkhead_http_requests_in_flight").decrement(1.0);
+    }
+}
+
+fn record_metrics(
+    method: &actix_web::http::Method,
+    route: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let method = method_label(method);
+    metrics::counter!(
+        "bulkhead_http_requests_total",
+        "method" => method,
+        "route" => route.to_owned(),
+        "status" => class
+    )
+    .increment(1);
+    metrics::histogram!(
+        "bulkhead_http_request_duration_seconds",
+        "method" => method,
+        "route" => route.to_owned()
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// Methods outside the standard set share one label value, keeping the label bounded.
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Give every error response its problem+json body.

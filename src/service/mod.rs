@@ -30,6 +30,10 @@ pub use users::CachedUser;
 /// `Retry-After` for a database that failed without saying when it will be back.
 const DEPENDENCY_RETRY: Duration = Duration::from_secs(1);
 
+/// How long an admitted hashing job may run before its caller stops waiting. argon2id at
+/// the default cost takes tens of milliseconds; this only catches a wedged pool.
+const BLOCKING_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The rate-limit policies the HTTP layer applies, resolved once.
 #[derive(Clone, Copy)]
 pub struct Policies {
@@ -148,12 +152,19 @@ impl Services {
         result.map_err(store_error)
     }
 
-    /// CPU-heavy work (password hashing) on the hashing pool's threads.
+    /// CPU-heavy work (password hashing) on the hashing pool's threads. The pool bounds
+    /// the queue and its wait; this bounds the run, so the caller never waits unbounded.
     pub async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        Ok(self.hashing.run_blocking(f).await?)
+        match tokio::time::timeout(BLOCKING_DEADLINE, self.hashing.run_blocking(f)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                tracing::error!(?BLOCKING_DEADLINE, "a hashing job overran its deadline");
+                Err(ApiError::overloaded(Duration::from_secs(1)))
+            }
+        }
     }
 
     /// Hash a password on the hashing pool.
@@ -178,12 +189,39 @@ impl Services {
             .await
     }
 
-    /// Whether the Postgres circuit is open (for `/ready`); never on the memory store.
-    pub fn circuit_open(&self) -> Option<CircuitState> {
-        self.pg_circuit
-            .as_ref()
-            .map(Circuit::state)
-            .filter(|s| *s != CircuitState::Closed)
+    /// For `/ready`: whether the store answers within `deadline`, and the Postgres
+    /// circuit's state afterwards (`None` on the memory store).
+    ///
+    /// While the circuit is not closed the ping goes through it as a trial call, so the
+    /// circuit closes again once the store is back even when no user traffic arrives
+    /// (load balancers send none to an instance that is not ready).
+    pub async fn probe_store(&self, deadline: Duration) -> (bool, Option<CircuitState>) {
+        let ping = || async {
+            matches!(
+                tokio::time::timeout(deadline, self.store.ping()).await,
+                Ok(Ok(()))
+            )
+        };
+        let Some(circuit) = &self.pg_circuit else {
+            return (ping().await, None);
+        };
+        let store_ok = if circuit.state() == CircuitState::Closed {
+            ping().await
+        } else {
+            let as_outcome = |ok: &bool| {
+                if *ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                }
+            };
+            match circuit.call(ping(), as_outcome).await {
+                Ok(ok) => ok,
+                // Still open (or trial slots taken): report the store without counting.
+                Err(_) => ping().await,
+            }
+        };
+        (store_ok, Some(circuit.state()))
     }
 }
 
@@ -273,6 +311,11 @@ pub fn store_error(e: StoreError) -> ApiError {
                     })
                     .collect(),
             ),
+            Conflict::MixedCurrency => ApiError::validation(vec![FieldError::new(
+                "items",
+                "mixed_currency",
+                "all products of an order must have the same currency",
+            )]),
         },
     }
 }

@@ -10,7 +10,9 @@
 //! counts) or the request did (a conflict, which it does not).
 
 pub mod memory;
+mod orders;
 pub mod postgres;
+mod products;
 mod tokens;
 mod users;
 
@@ -18,6 +20,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use orders::OrderStore;
+pub use products::ProductStore;
 pub use tokens::{Rotation, TokenStore};
 pub use users::{UserKey, UserListQuery, UserSort, UserStore};
 
@@ -58,6 +62,8 @@ pub enum Conflict {
     IdempotencyKeyMismatch,
     /// Referenced records do not exist (ids); e.g. unknown products in an order.
     UnknownReferences(Vec<uuid::Uuid>),
+    /// An order's products are priced in more than one currency.
+    MixedCurrency,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +91,18 @@ impl StoreError {
 
 /// All data access of the service.
 #[async_trait]
-pub trait Store: UserStore + TokenStore + Send + Sync + 'static {
+pub trait Store:
+    UserStore + TokenStore + ProductStore + OrderStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// Cheap round trip proving the store answers (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Connection pools by name with their size, available and waiting counts (metrics).
+    fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
+        Vec::new()
+    }
 }
 
 /// Open the configured store: Postgres when `database.url` is set (applying migrations

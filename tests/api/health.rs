@@ -32,6 +32,9 @@ async fn ready_is_503_while_the_store_does_not_answer() {
     let app = spawn_app_with(StoreKind::Memory, |c| {
         c.database.url = Some(DatabaseUrl::new("postgres://postgres@127.0.0.1:1/none"));
         c.database.migrate_on_start = false;
+        // Ensuring the bootstrap admin needs the store; without one, start must not.
+        c.auth.bootstrap_admin_email = None;
+        c.auth.bootstrap_admin_password = None;
     })
     .await;
     let res = app.get("/ready").await;

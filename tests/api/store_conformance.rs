@@ -37,7 +37,10 @@ pub async fn pg_store() -> (Arc<dyn Store>, TestDatabase) {
         ..DatabaseConfig::default()
     };
     let store = PgStore::connect(&cfg).unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        bulkhead::store::postgres::MIGRATIONS.len()
+    );
     // Applying again is a no-op.
     assert_eq!(store.migrate().await.unwrap(), 0);
     (Arc::new(store), db)

@@ -4,6 +4,8 @@
 //! keeps the same guarantees as Postgres (no oversell, unique emails) without cleverness.
 //! Data lives as long as the process.
 
+mod orders;
+mod products;
 mod tokens;
 mod users;
 
@@ -21,6 +23,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) users: users::Users,
+    pub(crate) products: products::Products,
+    pub(crate) orders: orders::Orders,
     pub(crate) tokens: tokens::Tokens,
 }
 

@@ -5,7 +5,10 @@
 //! create and recycle has a deadline, and every connection sets `statement_timeout`:
 //! no database call waits forever.
 
+mod idempotency;
 mod migrate;
+mod orders;
+mod products;
 mod tokens;
 mod users;
 
@@ -71,11 +74,6 @@ impl PgStore {
     pub(crate) async fn write_conn(&self) -> Result<Object, StoreError> {
         self.write.get().await.map_err(pool_err)
     }
-
-    /// The pools, for metrics (size, available, waiting).
-    pub fn pools(&self) -> [(&'static str, &Pool); 2] {
-        [("read", &self.read), ("write", &self.write)]
-    }
 }
 
 #[async_trait]
@@ -88,6 +86,10 @@ impl Store for PgStore {
         let conn = self.read_conn().await?;
         conn.simple_query("SELECT 1").await.map_err(pg_err)?;
         Ok(())
+    }
+
+    fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
+        vec![("read", self.read.status()), ("write", self.write.status())]
     }
 }
 

@@ -1,0 +1,338 @@
+//! Orders. Stock is taken in the order's own transaction, after locking the product rows
+//! `FOR UPDATE` in id order: concurrent orders serialise per product (no oversell), and a
+//! single lock order for every writer of several products (create, cancel) rules out
+//! deadlocks.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{pg_err, PgStore};
+use crate::domain::order::{
+    Claim, ClaimToken, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderItem,
+    OrderQuery, OrderStatus,
+};
+use crate::domain::user::now;
+use crate::store::{Conflict, OrderStore, StoreError};
+
+const ORDER_COLUMNS: &str =
+    "id, user_id, status, total_cents, currency, version, created_at, updated_at";
+
+fn order_from_row(row: &Row, items: Vec<OrderItem>) -> Result<Order, StoreError> {
+    let status: &str = row.get(2);
+    Ok(Order {
+        id: row.get(0),
+        user_id: row.get(1),
+        status: OrderStatus::parse(status)
+            .ok_or_else(|| StoreError::Internal(format!("order status {status}")))?,
+        items,
+        total_cents: row.get(3),
+        currency: row.get(4),
+        version: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+    })
+}
+
+/// The items of `orders`, in position order, attached to their order rows.
+async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>, StoreError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let stmt = c
+        .prepare_cached(
+            "SELECT order_id, product_id, sku, name, quantity, unit_price_cents
+             FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, position",
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut items: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
+    for r in c.query(&stmt, &[&ids]).await.map_err(pg_err)? {
+        items.entry(r.get(0)).or_default().push(OrderItem {
+            product_id: r.get(1),
+            sku: r.get(2),
+            name: r.get(3),
+            quantity: r.get(4),
+            unit_price_cents: r.get(5),
+        });
+    }
+    rows.iter()
+        .map(|r| order_from_row(r, items.remove(&r.get(0)).unwrap_or_default()))
+        .collect()
+}
+
+#[async_trait]
+impl OrderStore for PgStore {
+    async fn claim_idempotency_key(
+        &self,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        request_hash: &[u8],
+    ) -> Result<Claim, StoreError> {
+        self.claim_key(user_id, key, request_hash).await
+    }
+
+    async fn release_idempotency_key(
+        &self,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        token: ClaimToken,
+    ) -> Result<(), StoreError> {
+        self.release_key(user_id, key, token).await
+    }
+
+    async fn create_order(
+        &self,
+        new: NewOrder,
+        idempotency: Option<IdempotentCompletion>,
+    ) -> Result<Order, StoreError> {
+        let mut conn = self.write_conn().await?;
+        // Dropping `tx` on an early return rolls it back.
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        let lines = new.lines.lines();
+        let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+        let lock = tx
+            .prepare_cached(
+                "SELECT id, sku, name, price_cents, currency, stock FROM products
+                 WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+            )
+            .await
+            .map_err(pg_err)?;
+        let rows = tx.query(&lock, &[&ids]).await.map_err(pg_err)?;
+        let products: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
+        let unknown: Vec<Uuid> = ids
+            .iter()
+            .copied()
+            .filter(|id| !products.contains_key(id))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StoreError::Conflict(Conflict::UnknownReferences(unknown)));
+        }
+        let currency: String = products[&ids[0]].get(4);
+        if products.values().any(|r| r.get::<_, &str>(4) != currency) {
+            return Err(StoreError::Conflict(Conflict::MixedCurrency));
+        }
+        let short: Vec<Uuid> = lines
+            .iter()
+            .filter(|l| products[&l.product_id].get::<_, i64>(5) < i64::from(l.quantity.get()))
+            .map(|l| l.product_id)
+            .collect();
+        if !short.is_empty() {
+            return Err(StoreError::Conflict(Conflict::InsufficientStock(short)));
+        }
+
+        let at = now();
+        let items: Vec<OrderItem> = lines
+            .iter()
+            .map(|l| {
+                let p = products[&l.product_id];
+                OrderItem {
+                    product_id: l.product_id,
+                    sku: p.get(1),
+                    name: p.get(2),
+                    quantity: l.quantity.get(),
+                    unit_price_cents: p.get(3),
+                }
+            })
+            .collect();
+        let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
+        let take = tx
+            .prepare_cached(
+                "UPDATE products AS p
+                 SET stock = p.stock - u.q, version = p.version + 1, updated_at = $3
+                 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, q) WHERE p.id = u.id",
+            )
+            .await
+            .map_err(pg_err)?;
+        tx.execute(&take, &[&ids, &quantities, &at])
+            .await
+            .map_err(pg_err)?;
+
+        let order = Order {
+            id: Uuid::now_v7(),
+            user_id: new.user_id,
+            status: OrderStatus::Pending,
+            total_cents: items
+                .iter()
+                .map(|i| i.unit_price_cents * i64::from(i.quantity))
+                .sum(),
+            items,
+            currency,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO orders (id, user_id, status, total_cents, currency, version,
+                                     created_at, updated_at)
+                 VALUES ($1, $2, 'pending', $3, $4, 1, $5, $5)",
+            )
+            .await
+            .map_err(pg_err)?;
+        tx.execute(
+            &insert,
+            &[
+                &order.id,
+                &order.user_id,
+                &order.total_cents,
+                &order.currency,
+                &at,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+        let positions: Vec<i32> = (0..).take(order.items.len()).collect();
+        let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
+        let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
+        let qty: Vec<i32> = order.items.iter().map(|i| i.quantity).collect();
+        let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price_cents).collect();
+        let insert_items = tx
+            .prepare_cached(
+                "INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
+                                          unit_price_cents)
+                 SELECT $1, u.pos, u.pid, u.sku, u.name, u.q, u.price
+                 FROM unnest($2::int[], $3::uuid[], $4::text[], $5::text[], $6::int[],
+                             $7::bigint[]) AS u(pos, pid, sku, name, q, price)",
+            )
+            .await
+            .map_err(pg_err)?;
+        let params: [&(dyn ToSql + Sync); 7] =
+            [&order.id, &positions, &ids, &skus, &names, &qty, &prices];
+        tx.execute(&insert_items, &params).await.map_err(pg_err)?;
+
+        if let Some(c) = idempotency {
+            let complete = tx
+                .prepare_cached(
+                    "UPDATE idempotency_keys SET response_status = 201, response_body = $4
+                     WHERE user_id = $1 AND key = $2 AND created_at = $3
+                       AND response_status IS NULL",
+                )
+                .await
+                .map_err(pg_err)?;
+            let n = tx
+                .execute(
+                    &complete,
+                    &[
+                        &order.user_id,
+                        &c.key.as_str(),
+                        &c.token.0,
+                        &order.to_json(),
+                    ],
+                )
+                .await
+                .map_err(pg_err)?;
+            if n != 1 {
+                // Our claim was taken over: the order must not exist twice.
+                return Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse));
+            }
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(order)
+    }
+
+    async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
+        let conn = self.read_conn().await?;
+        let stmt = conn
+            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .await
+            .map_err(pg_err)?;
+        let rows = conn.query(&stmt, &[&id]).await.map_err(pg_err)?;
+        Ok(with_items(&conn, &rows).await?.pop())
+    }
+
+    async fn list_orders(&self, q: OrderQuery) -> Result<Vec<Order>, StoreError> {
+        let conn = self.read_conn().await?;
+        // Conditions are fixed fragments, present only when used, so each variant gets
+        // a plan that can walk `orders_user_created` / `orders_status_created` backwards.
+        let status = q.status.map(OrderStatus::as_str);
+        let limit = i64::from(q.limit);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+        let mut conds = Vec::new();
+        if let Some(user_id) = &q.user_id {
+            params.push(user_id);
+            conds.push(format!("user_id = ${}", params.len()));
+        }
+        if let Some(status) = &status {
+            params.push(status);
+            conds.push(format!("status = ${}", params.len()));
+        }
+        if let Some((at, id)) = &q.before {
+            params.push(at);
+            params.push(id);
+            let n = params.len();
+            conds.push(format!("(created_at, id) < (${}, ${n})", n - 1));
+        }
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders {filter}
+                 ORDER BY created_at DESC, id DESC LIMIT $1"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let rows = conn.query(&stmt, &params).await.map_err(pg_err)?;
+        with_items(&conn, &rows).await
+    }
+
+    async fn cancel_order(&self, id: Uuid) -> Result<Order, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        let at = now();
+        let cancel = tx
+            .prepare_cached(&format!(
+                "UPDATE orders SET status = 'cancelled', version = version + 1, updated_at = $2
+                 WHERE id = $1 AND status = 'pending' RETURNING {ORDER_COLUMNS}"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let rows = tx.query(&cancel, &[&id, &at]).await.map_err(pg_err)?;
+        if rows.is_empty() {
+            let status = tx
+                .query_opt("SELECT status FROM orders WHERE id = $1", &[&id])
+                .await
+                .map_err(pg_err)?;
+            return Err(match status {
+                None => StoreError::NotFound,
+                Some(r) => StoreError::Conflict(Conflict::InvalidTransition {
+                    from: r.get(0),
+                    to: OrderStatus::Cancelled.as_str().into(),
+                }),
+            });
+        }
+        let order = with_items(&tx, &rows)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Internal("cancelled order vanished".into()))?;
+        let mut ids: Vec<Uuid> = order.items.iter().map(|i| i.product_id).collect();
+        ids.sort();
+        let lock = tx
+            .prepare_cached("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .await
+            .map_err(pg_err)?;
+        tx.query(&lock, &[&ids]).await.map_err(pg_err)?;
+        let item_ids: Vec<Uuid> = order.items.iter().map(|i| i.product_id).collect();
+        let quantities: Vec<i64> = order.items.iter().map(|i| i64::from(i.quantity)).collect();
+        // A product deleted since gets nothing back, as in the memory store.
+        let restore = tx
+            .prepare_cached(
+                "UPDATE products AS p
+                 SET stock = p.stock + u.q, version = p.version + 1, updated_at = $3
+                 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, q)
+                 WHERE p.id = u.id AND p.deleted_at IS NULL",
+            )
+            .await
+            .map_err(pg_err)?;
+        tx.execute(&restore, &[&item_ids, &quantities, &at])
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(order)
+    }
+}

@@ -1,0 +1,231 @@
+//! Product and order store methods, the same cases against both backends, below HTTP.
+
+use std::sync::Arc;
+
+use bulkhead::domain::order::{Claim, IdempotencyKey, IdempotentCompletion, NewOrder, OrderLines};
+use bulkhead::domain::product::{
+    Currency, Description, NewProduct, PriceCents, ProductChanges, ProductName, Sku, Stock,
+};
+use bulkhead::domain::user::{NewUser, Role};
+use bulkhead::http::etag::IfMatch;
+use bulkhead::store::memory::MemoryStore;
+use bulkhead::store::{Conflict, Store, StoreError};
+use uuid::Uuid;
+
+use crate::store_conformance::pg_store;
+
+macro_rules! conformance {
+    ($name:ident, $case:path) => {
+        mod $name {
+            use super::*;
+
+            #[actix_web::test]
+            async fn postgres() {
+                let (store, _db) = pg_store().await;
+                $case(store).await;
+            }
+
+            #[actix_web::test]
+            async fn memory() {
+                $case(Arc::new(MemoryStore::new())).await;
+            }
+        }
+    };
+}
+
+fn new_product(sku: &str, stock: i64) -> NewProduct {
+    NewProduct {
+        sku: Sku::parse(sku).unwrap(),
+        name: ProductName::parse("Thing").unwrap(),
+        description: Description::default(),
+        price_cents: PriceCents::parse(250).unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+        stock: Stock::parse(stock).unwrap(),
+    }
+}
+
+async fn user(store: &Arc<dyn Store>) -> Uuid {
+    let email = format!("{}@example.com", Uuid::new_v4().simple());
+    let new = NewUser {
+        email,
+        name: "Buyer".into(),
+        password_hash: "$argon2id$fake".into(),
+        role: Role::User,
+    };
+    store.create_user(new).await.unwrap().id
+}
+
+fn order(user_id: Uuid, product: Uuid, quantity: i64) -> NewOrder {
+    NewOrder {
+        user_id,
+        lines: OrderLines::parse(&[(product, quantity)]).unwrap(),
+    }
+}
+
+fn conflict(e: StoreError) -> Conflict {
+    match e {
+        StoreError::Conflict(c) => c,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+async fn versions_and_soft_delete(store: Arc<dyn Store>) {
+    let p = store.create_product(new_product("V-1", 1)).await.unwrap();
+    assert_eq!(p.version, 1);
+    let stale = IfMatch::Versions(vec![7]);
+    let change = || ProductChanges {
+        stock: Some(Stock::parse(4).unwrap()),
+        ..ProductChanges::default()
+    };
+    let e = store
+        .update_product(p.id, change(), &stale)
+        .await
+        .unwrap_err();
+    assert_eq!(conflict(e), Conflict::VersionMismatch);
+    let updated = store
+        .update_product(p.id, change(), &IfMatch::Versions(vec![1]))
+        .await
+        .unwrap();
+    assert_eq!((updated.version, updated.stock), (2, 4));
+    assert_eq!(updated.sku, "V-1");
+    let e = store.delete_product(p.id, &stale).await.unwrap_err();
+    assert_eq!(conflict(e), Conflict::VersionMismatch);
+    store.delete_product(p.id, &IfMatch::Any).await.unwrap();
+    assert!(store.get_product(p.id).await.unwrap().is_none());
+    let e = store
+        .update_product(p.id, change(), &IfMatch::Absent)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+    // The SKU of a deleted product is free again.
+    store.create_product(new_product("V-1", 1)).await.unwrap();
+    let e = store
+        .create_product(new_product("V-1", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict(e), Conflict::DuplicateSku);
+}
+conformance!(product_versions_and_soft_delete, versions_and_soft_delete);
+
+async fn idempotency_claims(store: Arc<dyn Store>) {
+    let buyer = user(&store).await;
+    let p = store.create_product(new_product("I-1", 10)).await.unwrap();
+    let key = IdempotencyKey::parse("key-1").unwrap();
+    let hash = [1u8; 32];
+    let Claim::Claimed(first) = store
+        .claim_idempotency_key(buyer, &key, &hash)
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh key is claimed");
+    };
+    let e = store
+        .claim_idempotency_key(buyer, &key, &hash)
+        .await
+        .unwrap_err();
+    assert_eq!(conflict(e), Conflict::IdempotencyKeyInUse);
+    let e = store
+        .claim_idempotency_key(buyer, &key, &[2u8; 32])
+        .await
+        .unwrap_err();
+    assert_eq!(conflict(e), Conflict::IdempotencyKeyMismatch);
+
+    // Released and claimed anew: the old claim can no longer complete an order.
+    store
+        .release_idempotency_key(buyer, &key, first)
+        .await
+        .unwrap();
+    let Claim::Claimed(second) = store
+        .claim_idempotency_key(buyer, &key, &hash)
+        .await
+        .unwrap()
+    else {
+        panic!("a released key is claimed again");
+    };
+    let stale = IdempotentCompletion {
+        key: key.clone(),
+        token: first,
+    };
+    let e = store
+        .create_order(order(buyer, p.id, 1), Some(stale))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict(e), Conflict::IdempotencyKeyInUse);
+    assert_eq!(store.get_product(p.id).await.unwrap().unwrap().stock, 10);
+
+    let done = IdempotentCompletion {
+        key: key.clone(),
+        token: second,
+    };
+    let created = store
+        .create_order(order(buyer, p.id, 2), Some(done))
+        .await
+        .unwrap();
+    assert_eq!(store.get_product(p.id).await.unwrap().unwrap().stock, 8);
+    let replay = store
+        .claim_idempotency_key(buyer, &key, &hash)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay,
+        Claim::Replay {
+            status: 201,
+            body: created.to_json()
+        }
+    );
+    // Releasing a completed key does nothing.
+    store
+        .release_idempotency_key(buyer, &key, second)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .claim_idempotency_key(buyer, &key, &hash)
+            .await
+            .unwrap(),
+        Claim::Replay { .. }
+    ));
+    assert_eq!(store.get_order(created.id).await.unwrap().unwrap(), created);
+}
+conformance!(order_idempotency_claims, idempotency_claims);
+
+async fn concurrent_orders_never_oversell(store: Arc<dyn Store>) {
+    let buyer = user(&store).await;
+    let a = store.create_product(new_product("C-A", 10)).await.unwrap();
+    let b = store.create_product(new_product("C-B", 10)).await.unwrap();
+    // Two products in both orders of appearance: a lock order that followed the request
+    // would deadlock here.
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            let lines = if i % 2 == 0 {
+                [(a.id, 1), (b.id, 1)]
+            } else {
+                [(b.id, 1), (a.id, 1)]
+            };
+            actix_web::rt::spawn(async move {
+                let new = NewOrder {
+                    user_id: buyer,
+                    lines: OrderLines::parse(&lines).unwrap(),
+                };
+                store.create_order(new, None).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(Conflict::InsufficientStock(_))) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    for id in [a.id, b.id] {
+        assert_eq!(store.get_product(id).await.unwrap().unwrap().stock, 0);
+    }
+}
+conformance!(
+    no_oversell_under_concurrency,
+    concurrent_orders_never_oversell
+);
