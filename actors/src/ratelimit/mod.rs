@@ -1,6 +1,6 @@
 //! Sharded rate limiter (GCRA or sliding window per policy) and per-key concurrency limit.
 //!
-//! ```ignore
+//! ```text
 //! let limiter = RateLimiter::start(&cfg.rate_limiter, vec![("user".into(), cfg.user)])?;
 //! let user = limiter.policy("user").expect("configured");      // once, at start
 //! let d = limiter.check(user, &claims.sub).await?;              // per request
