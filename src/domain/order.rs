@@ -23,7 +23,7 @@ pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// transaction (see the stores).
 pub const IDEMPOTENCY_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
@@ -137,7 +137,7 @@ pub struct NewOrder {
 }
 
 /// One line of a stored order, with the product's SKU, name and price at order time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderItem {
     pub product_id: Uuid,
     pub sku: String,
@@ -147,7 +147,7 @@ pub struct OrderItem {
 }
 
 /// A stored order; its serialization is the public representation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Order {
     pub id: Uuid,
     pub user_id: Uuid,

@@ -154,7 +154,7 @@ impl Stock {
 }
 
 /// A stored, live product; its serialization is the public representation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: Uuid,
     pub sku: String,

@@ -15,6 +15,7 @@ pub mod client_ip;
 pub mod etag;
 pub mod extract;
 mod health;
+pub mod openapi;
 mod orders;
 pub mod pagination;
 pub mod problem;
@@ -27,8 +28,9 @@ pub mod user_patch;
 pub mod users;
 pub mod users_admin;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_cors::Cors;
 use actix_web::middleware::{from_fn, Compress, Condition};
@@ -63,10 +65,39 @@ impl Lifecycle {
 }
 
 /// A resource that answers 405 with `Allow` for the methods it does not route.
-pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+///
+/// Every route is registered through here, and here only: `allow` is the list of methods
+/// it serves, recorded in [`served_routes`] so the OpenAPI test can compare the document
+/// with what the app really serves.
+pub fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
+    served_routes_table()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(path, allow);
     web::resource(path).default_service(web::to(move || async move {
         Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
     }))
+}
+
+fn served_routes_table() -> &'static Mutex<BTreeMap<&'static str, &'static str>> {
+    static ROUTES: OnceLock<Mutex<BTreeMap<&'static str, &'static str>>> = OnceLock::new();
+    ROUTES.get_or_init(Mutex::default)
+}
+
+/// Every `(path template, method)` an app built in this process serves, as registered
+/// through [`resource`] (empty until [`app`] has run once).
+pub fn served_routes() -> Vec<(String, String)> {
+    let table = served_routes_table()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    table
+        .iter()
+        .flat_map(|(path, allow)| {
+            allow
+                .split(',')
+                .map(|m| (path.to_string(), m.trim().to_ascii_lowercase()))
+        })
+        .collect()
 }
 
 /// Build the application for one worker.
@@ -95,6 +126,7 @@ pub fn app(
         ))
         .wrap(from_fn(request::middleware))
         .configure(health::routes)
+        .configure(openapi::routes)
         .configure(users::routes)
         .configure(tokens::routes)
         .configure(products::routes)

@@ -45,13 +45,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/v1/orders/{id}/cancel", "POST").route(web::post().to(cancel)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateOrder {
     items: Vec<ItemBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ItemBody {
     product_id: String,
@@ -113,6 +113,17 @@ fn order_headers(res: &mut actix_web::HttpResponseBuilder, order_id: &str) {
         .content_type("application/json");
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/orders", operation_id = "create_order", tag = "orders",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "1-255 printable ASCII characters; a retry with the same key and body replays the first answer")),
+    request_body = CreateOrder,
+    responses(
+        (status = 201, description = "Placed (or replayed, with `Idempotent-Replayed: true`)", body = crate::domain::order::Order,
+            headers(("ETag" = String, description = "Strong validator of this representation"), ("Location" = String, description = "The new order"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+    )
+)]
 async fn create(
     caller: Caller,
     req: HttpRequest,
@@ -201,6 +212,15 @@ async fn visible_order(state: &AppState, caller: &Caller, id: Uuid) -> Result<Or
         .ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(
+    method(get, head), path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-None-Match" = Option<String>, Header, description = "ETags you hold; 304 when one is current")),
+    responses(
+        (status = 200, description = "The order", body = crate::domain::order::Order, headers(("ETag" = String, description = "Strong validator of this representation"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String, description = "Strong validator of this representation"))),
+    )
+)]
 async fn get(
     caller: Caller,
     req: HttpRequest,
@@ -211,6 +231,12 @@ async fn get(
     Ok(resource_response(&req, order.version, &order))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id")),
+    responses((status = 200, description = "Cancelled", body = crate::domain::order::Order, headers(("ETag" = String, description = "Strong validator of this representation"))))
+)]
 async fn cancel(
     caller: Caller,
     state: web::Data<AppState>,
@@ -273,6 +299,17 @@ fn list_query(caller: &Caller, params: &HashMap<String, String>) -> Result<Order
     })
 }
 
+#[utoipa::path(
+    method(get, head), path = "/api/v1/orders", operation_id = "list_orders", tag = "orders",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+        ("status" = Option<String>, Query, description = "pending, paid or cancelled"),
+        ("user_id" = Option<uuid::Uuid>, Query, description = "Admins: anyone's; others: their own"),
+    ),
+    responses((status = 200, description = "A page of orders, newest first", body = super::pagination::Page<crate::domain::order::Order>))
+)]
 async fn list(
     caller: Caller,
     state: web::Data<AppState>,

@@ -61,7 +61,7 @@ impl Cursor {
 }
 
 /// The list envelope: `{"data": [...], "next_cursor": "..." | null}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T: Serialize> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,

@@ -42,7 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// POST and PUT: every field; `description` may be left out (empty).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProductBody {
     sku: String,
@@ -97,20 +97,28 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// A JSON merge patch of a product: absent members stay, `null` removes (422 for the
+/// required ones).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     sku: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
     price_cents: Option<Option<i64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     currency: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
     stock: Option<Option<i64>>,
 }
 
@@ -173,6 +181,13 @@ fn written(product: &Product) -> HttpResponse {
         .json(product)
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/products", operation_id = "create_product", tag = "products",
+    security(("bearer" = [])),
+    request_body = ProductBody,
+    responses((status = 201, description = "Created", body = crate::domain::product::Product,
+        headers(("ETag" = String, description = "Strong validator of this representation"), ("Location" = String, description = "The new product"))))
+)]
 async fn create(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -183,6 +198,15 @@ async fn create(
     Ok(created(&product))
 }
 
+#[utoipa::path(
+    method(get, head), path = "/api/v1/products/{id}", operation_id = "get_product", tag = "products",
+    security((), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-None-Match" = Option<String>, Header, description = "ETags you hold; 304 when one is current")),
+    responses(
+        (status = 200, description = "The product", body = crate::domain::product::Product, headers(("ETag" = String, description = "Strong validator of this representation"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String, description = "Strong validator of this representation"))),
+    )
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -196,6 +220,13 @@ async fn get(
     Ok(resource_response(&req, product.version, &product))
 }
 
+#[utoipa::path(
+    put, path = "/api/v1/products/{id}", operation_id = "replace_product", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-Match" = Option<String>, Header, description = "Write only if the current ETag is one of these (or `*`); 412 otherwise")),
+    request_body = ProductBody,
+    responses((status = 200, description = "Replaced", body = crate::domain::product::Product, headers(("ETag" = String, description = "Strong validator of this representation"))))
+)]
 async fn replace(
     _admin: Admin,
     req: HttpRequest,
@@ -212,6 +243,16 @@ async fn replace(
     Ok(written(&product))
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/products/{id}", operation_id = "update_product", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-Match" = Option<String>, Header, description = "Write only if the current ETag is one of these (or `*`); 412 otherwise")),
+    request_body(content(
+        (PatchBody = "application/merge-patch+json"),
+        (PatchBody = "application/json"),
+    )),
+    responses((status = 200, description = "Changed", body = crate::domain::product::Product, headers(("ETag" = String, description = "Strong validator of this representation"))))
+)]
 async fn patch(
     _admin: Admin,
     req: HttpRequest,
@@ -228,6 +269,12 @@ async fn patch(
     Ok(written(&product))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/products/{id}", operation_id = "delete_product", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-Match" = Option<String>, Header, description = "Write only if the current ETag is one of these (or `*`); 412 otherwise")),
+    responses((status = 204, description = "Deleted"))
+)]
 async fn delete(
     _admin: Admin,
     req: HttpRequest,
@@ -319,6 +366,19 @@ fn list_query(params: &HashMap<String, String>) -> Result<ProductQuery, ApiError
     })
 }
 
+#[utoipa::path(
+    method(get, head), path = "/api/v1/products", operation_id = "list_products", tag = "products",
+    security((), ("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+        ("sort" = Option<String>, Query, description = "created_at, -created_at (default), price_cents, -price_cents, name, -name"),
+        ("min_price_cents" = Option<i64>, Query, minimum = 0),
+        ("max_price_cents" = Option<i64>, Query, minimum = 0),
+        ("q" = Option<String>, Query, max_length = 200, description = "Substring of the name"),
+    ),
+    responses((status = 200, description = "A page of products", body = super::pagination::Page<crate::domain::product::Product>))
+)]
 async fn list(
     state: web::Data<AppState>,
     params: web::Query<HashMap<String, String>>,

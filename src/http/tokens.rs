@@ -34,13 +34,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/auth/logout", "POST").route(web::post().to(logout)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Credentials {
     email: String,
@@ -48,7 +48,7 @@ struct Credentials {
 }
 
 /// The token response (`Cache-Control: no-store`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub token_type: &'static str,
@@ -64,6 +64,12 @@ fn invalid_credentials() -> ApiError {
 }
 
 /// `POST /api/v1/auth/token`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/token", operation_id = "issue_token", tag = "auth",
+    security((), ("bearer" = [])),
+    request_body = Credentials,
+    responses((status = 200, description = "A new token pair (`Cache-Control: no-store`)", body = TokenPair))
+)]
 async fn token(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<Credentials>,
@@ -140,6 +146,12 @@ fn token_response(pair: TokenPair) -> HttpResponse {
 }
 
 /// `POST /api/v1/auth/refresh`: rotate a refresh token into a new pair.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", operation_id = "refresh_token", tag = "auth",
+    security((), ("bearer" = [])),
+    request_body = RefreshBody,
+    responses((status = 200, description = "The successor pair; the presented token stops working", body = TokenPair))
+)]
 async fn refresh(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<RefreshBody>,
@@ -189,6 +201,12 @@ async fn refresh(
 }
 
 /// `POST /api/v1/auth/logout`: revoke the token's family; 204 even for an unknown token.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", operation_id = "logout", tag = "auth",
+    security((), ("bearer" = [])),
+    request_body = RefreshBody,
+    responses((status = 204, description = "The token's family is revoked"))
+)]
 async fn logout(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<RefreshBody>,

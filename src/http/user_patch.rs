@@ -36,14 +36,17 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Member<T> {
 
 /// The PATCH body. `role` and `status` are not here: they are unknown fields (400);
 /// status changes go through `POST /users/{id}/status`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     name: Member<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     email: Member<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     password: Member<String>,
 }
 
@@ -62,6 +65,16 @@ fn member<T>(
 }
 
 /// `PATCH /api/v1/users/{id}` (`application/json` or `application/merge-patch+json`).
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", operation_id = "update_user", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-Match" = Option<String>, Header, description = "Write only if the current ETag is one of these (or `*`); 412 otherwise")),
+    request_body(content(
+        (UserPatch = "application/merge-patch+json"),
+        (UserPatch = "application/json"),
+    )),
+    responses((status = 200, description = "Changed", body = crate::domain::user::UserView, headers(("ETag" = String, description = "Strong validator of this representation"))))
+)]
 pub async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -110,6 +123,12 @@ pub async fn patch(
 /// `DELETE /api/v1/users/{id}`: soft delete; the email is free again, and the user's
 /// tokens stop working (refresh tokens revoked in the same transaction; access tokens
 /// refused by the auth middleware once the cache entry is gone).
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}", operation_id = "delete_user", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-Match" = Option<String>, Header, description = "Write only if the current ETag is one of these (or `*`); 412 otherwise")),
+    responses((status = 204, description = "Deleted"))
+)]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -40,7 +40,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
+/// Registration: email (trimmed, lower-cased, <= 254 chars), name (1..=100 chars),
+/// password (8..=128 chars).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     email: String,
@@ -108,6 +110,13 @@ pub fn expected_versions(req: &HttpRequest) -> Option<Vec<i64>> {
 }
 
 /// `POST /api/v1/users`: open to anonymous callers.
+#[utoipa::path(
+    post, path = "/api/v1/users", operation_id = "create_user", tag = "users",
+    security((), ("bearer" = [])),
+    request_body = CreateUser,
+    responses((status = 201, description = "Registered", body = crate::domain::user::UserView,
+        headers(("ETag" = String, description = "Strong validator of this representation"), ("Location" = String, description = "The new user"))))
+)]
 async fn create(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<CreateUser>,
@@ -138,11 +147,29 @@ async fn create(
 
 /// `GET /api/v1/users/me`: the hot path. Served from the caller's cached user (ready
 /// bytes and ETag); no store call.
+#[utoipa::path(
+    method(get, head), path = "/api/v1/users/me", operation_id = "get_me", tag = "users",
+    security(("bearer" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "ETags you hold; 304 when one is current")),
+    responses(
+        (status = 200, description = "The caller", body = crate::domain::user::UserView, headers(("ETag" = String, description = "Strong validator of this representation"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String, description = "Strong validator of this representation"))),
+    )
+)]
 async fn me(req: HttpRequest, caller: Caller) -> HttpResponse {
     serve(&req, &caller.user)
 }
 
 /// `GET /api/v1/users/{id}`: self or admin; anyone else gets the 404 of a missing id.
+#[utoipa::path(
+    method(get, head), path = "/api/v1/users/{id}", operation_id = "get_user", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id"), ("If-None-Match" = Option<String>, Header, description = "ETags you hold; 304 when one is current")),
+    responses(
+        (status = 200, description = "The user", body = crate::domain::user::UserView, headers(("ETag" = String, description = "Strong validator of this representation"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String, description = "Strong validator of this representation"))),
+    )
+)]
 async fn get_one(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -84,7 +84,33 @@ fn decode_cursor(raw: &str, sort: UserSort) -> Result<UserKey, ApiError> {
     })
 }
 
+/// A user in a listing: with `?fields=`, only the fields asked for (`id` always).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: listings are built from `UserView`.
+struct SparseUser {
+    id: Uuid,
+    email: Option<String>,
+    name: Option<String>,
+    role: Option<Role>,
+    status: Option<UserStatus>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
 /// `GET /api/v1/users`: admin only.
+#[utoipa::path(
+    get, path = "/api/v1/users", operation_id = "list_users", tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "active, deactivated or suspended"),
+        ("role" = Option<String>, Query, description = "user or admin"),
+        ("sort" = Option<String>, Query, description = "created_at, -created_at (default), name, -name"),
+        ("fields" = Option<String>, Query, description = "Comma-separated members to return; id always"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
+    ),
+    responses((status = 200, description = "A page of users", body = super::pagination::Page<SparseUser>))
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -178,7 +204,8 @@ fn sparse(
     Ok(all)
 }
 
-#[derive(Deserialize)]
+/// The new status: active, deactivated or suspended.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     status: String,
@@ -188,6 +215,13 @@ pub struct StatusChange {
 /// write (409 `invalid_transition`). Leaving `active` revokes the user's refresh tokens,
 /// and the cache invalidation makes the auth middleware refuse the user's access tokens
 /// (403 `account_inactive`) from the next request on.
+#[utoipa::path(
+    post, path = "/api/v1/users/{id}/status", operation_id = "set_user_status", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The id")),
+    request_body = StatusChange,
+    responses((status = 200, description = "Changed", body = crate::domain::user::UserView, headers(("ETag" = String, description = "Strong validator of this representation"))))
+)]
 pub async fn set_status(
     state: web::Data<AppState>,
     caller: Caller,
