@@ -6,6 +6,7 @@ mod helpers;
 mod auth_tokens;
 mod bootstrap;
 mod errors;
+mod fuzz;
 mod health;
 mod metrics;
 mod openapi;
