@@ -15,6 +15,7 @@ mod orders;
 mod product_listing;
 mod product_rules;
 mod products;
+mod prometheus;
 mod proxy;
 mod resilience;
 mod shop_conformance;
