@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod alerts;
 mod auth_tokens;
 mod bootstrap;
 mod errors;

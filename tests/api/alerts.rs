@@ -1,0 +1,47 @@
+//! `ops/prometheus/alerts.yml` passes `promtool check rules`, and every metric it uses
+//! is one a running Bulkhead exposes (or its `_bucket` series).
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helpers::{spawn_app, StoreKind};
+use crate::tools::{output_text, run_bounded};
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/prometheus/alerts.yml");
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let mut cmd = Command::new("promtool");
+    cmd.args(["check", "rules", RULES]);
+    let out = run_bounded(
+        cmd,
+        Duration::from_secs(30),
+        "apt-get install prometheus (.ci/run does)",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("SUCCESS: 6 rules found"),
+        "{}",
+        output_text(&out)
+    );
+}
+
+#[actix_web::test]
+async fn alert_rules_use_only_exposed_metrics() {
+    let app = spawn_app(StoreKind::Postgres).await;
+    let _ = app.get("/api/v1/products").await;
+    let scrape = app.get("/metrics").await.text().await.unwrap();
+    let rules = std::fs::read_to_string(RULES).unwrap();
+    let used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("bulkhead_") && w.len() > "bulkhead_".len())
+        .collect();
+    assert!(used.len() >= 6, "{used:?}");
+    for name in used {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            scrape.contains(&format!("# TYPE {family} ")),
+            "alerts.yml uses {name}, which /metrics does not expose"
+        );
+    }
+}
