@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::helpers::{spawn_app_with, StoreKind};
-use crate::tools::{output_text, run_bounded};
+use crate::tools::{output_text, run_bounded, TempDir};
 
 /// Examples per operation: enough to find the bad-input 500s, cheap enough for CI.
 const MAX_EXAMPLES: &str = "20";
@@ -23,8 +23,11 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     })
     .await;
     let admin = app.admin().await;
+    // Its working directory is a temporary one: schemathesis keeps a cache there.
+    let workdir = TempDir::new("bulkhead-schemathesis");
     let mut cmd = Command::new("schemathesis");
-    cmd.arg("run")
+    cmd.current_dir(&workdir.0)
+        .arg("run")
         .arg(app.url("/openapi.json"))
         .args([
             "--checks",
