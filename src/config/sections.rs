@@ -252,7 +252,11 @@ impl Default for BulkheadsConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CachesConfig {
+    /// Per-user state for the auth check and `GET /users/me`.
     pub users: CacheConfig,
+    /// Access tokens already verified (signature, `iss`, `aud`), by their exact bytes;
+    /// `exp` is still checked on every use.
+    pub tokens: CacheConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

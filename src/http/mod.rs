@@ -62,11 +62,14 @@ impl Lifecycle {
     }
 }
 
-/// A resource that answers 405 with `Allow` for the methods it does not route.
-pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
-    }))
+/// A resource that answers 405 with `Allow` for the methods it does not route, and that
+/// names its route template for metrics and the access log without an allocation.
+pub fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(request::RouteLabel(path))
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+        }))
 }
 
 /// Build the application for one worker.
