@@ -53,6 +53,19 @@ impl UserStatus {
             _ => None,
         }
     }
+
+    /// The allowed transitions: active->deactivated, active->suspended,
+    /// deactivated->active, suspended->deactivated. Staying put is not a transition.
+    pub fn can_become(self, to: UserStatus) -> bool {
+        use UserStatus::{Active, Deactivated, Suspended};
+        matches!(
+            (self, to),
+            (Active, Deactivated)
+                | (Active, Suspended)
+                | (Deactivated, Active)
+                | (Suspended, Deactivated)
+        )
+    }
 }
 
 /// A stored, live (not deleted) user. `password_hash` never leaves the service.
@@ -103,6 +116,21 @@ pub struct NewUser {
     pub name: String,
     pub password_hash: String,
     pub role: Role,
+}
+
+/// The changes of a user update (`PATCH`): `None` leaves the field as it is. The email is
+/// already normalised and the password already hashed.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.email.is_none() && self.password_hash.is_none()
+    }
 }
 
 /// Timestamps are kept at microsecond precision, as Postgres stores them, so both
@@ -243,6 +271,27 @@ mod tests {
         assert!(UserName::parse(&"x".repeat(101)).is_err());
         assert!(UserName::parse(&"é".repeat(100)).is_ok());
         assert!(UserName::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn only_the_listed_transitions_are_allowed() {
+        use UserStatus::{Active, Deactivated, Suspended};
+        let all = [Active, Deactivated, Suspended];
+        let allowed = [
+            (Active, Deactivated),
+            (Active, Suspended),
+            (Deactivated, Active),
+            (Suspended, Deactivated),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?}->{to:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -133,9 +133,17 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
             format!("the account is {}", user.status.as_str()),
         ));
     }
+    // The token's role is an upper bound: a demoted admin loses admin rights at once (the
+    // cache says so), while a user promoted to admin (say, a pre-registered account taken
+    // over as the bootstrap admin) gets them only with a token issued after the promotion.
+    let role = if claims.role == user.role.as_str() {
+        user.role
+    } else {
+        Role::User
+    };
     Ok(Caller {
         id: user.id,
-        role: user.role,
+        role,
         user,
     })
 }

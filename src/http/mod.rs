@@ -23,7 +23,9 @@ pub mod ratelimit;
 pub mod request;
 mod shop;
 mod tokens;
+pub mod user_patch;
 pub mod users;
+pub mod users_admin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

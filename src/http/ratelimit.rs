@@ -3,7 +3,8 @@
 //! `RateLimit-Policy` / `RateLimit` (IETF httpapi draft, structured fields) and
 //! `X-RateLimit-*` headers; over the limit is 429 `rate_limited` with `Retry-After`.
 //! `/health`, `/ready`, `/metrics` and CORS preflights are never limited (only `/api/`
-//! paths are, and not `OPTIONS`).
+//! paths are, and not `OPTIONS`). Authenticated callers also get at most
+//! `rate_limits.limiter.concurrency_per_key` requests in flight at once (429 beyond).
 
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
@@ -47,13 +48,13 @@ pub async fn middleware<B: MessageBody>(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let (policy, name, key) = {
+    let (policy, name, key, user) = {
         let ext = req.extensions();
         match ext.get::<Caller>() {
-            Some(c) => (policies.user, "user", user_key(c.id)),
+            Some(c) => (policies.user, "user", user_key(c.id), Some(c.id)),
             None => {
                 let ip = ext.get::<RequestContext>().and_then(|c| c.client_ip);
-                (policies.ip, "ip", ip_key(ip))
+                (policies.ip, "ip", ip_key(ip), None)
             }
         }
     };
@@ -66,6 +67,27 @@ pub async fn middleware<B: MessageBody>(
         apply_headers(res.headers_mut(), name, &decision);
         return Ok(res.map_into_right_body());
     }
+    // Stripe's second limiter: concurrent requests per user, released when the request
+    // ends however it ends (the permit drops with this future).
+    let per_user_concurrency = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.config.rate_limits.limiter.concurrency_per_key > 0);
+    let _permit = match user {
+        Some(id) if per_user_concurrency => {
+            match limiter
+                .acquire_concurrency_hashed(keyed_hash(3, id.as_u128()))
+                .await
+            {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let mut res = req.error_response(ApiError::from(e));
+                    apply_headers(res.headers_mut(), name, &decision);
+                    return Ok(res.map_into_right_body());
+                }
+            }
+        }
+        _ => None,
+    };
     let mut res = next.call(req).await?;
     // A route with a policy of its own (login) has set its headers: the narrower policy
     // is the one the client must pace itself by.

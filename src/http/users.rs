@@ -1,17 +1,43 @@
-//! `/api/v1/users`: registration and the user resources.
+//! `/api/v1/users`: registration and reading user resources. Changes live in
+//! [`super::user_patch`] (PATCH, DELETE) and admin routes in [`super::users_admin`]
+//! (listing, status).
 
-use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use uuid::Uuid;
 
+use super::auth::Caller;
+use super::etag::{not_modified, IfMatch};
 use super::extract::JsonBody;
 use super::problem::{ApiError, FieldError};
-use super::{resource, AppState};
+use super::{resource, user_patch, users_admin, AppState};
 use crate::domain::user::{Email, NewUser, Password, Role, UserName};
 use crate::service::CachedUser;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/v1/users", "POST").route(web::post().to(create)));
+    // `/me` before `/{id}`: both match the path, and the first registered wins.
+    cfg.service(
+        resource("/api/v1/users", "GET, POST")
+            .route(web::get().to(users_admin::list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/api/v1/users/me", "GET, HEAD")
+            .route(web::get().to(me))
+            .route(web::head().to(me)),
+    )
+    .service(
+        resource("/api/v1/users/{id}", "GET, HEAD, PATCH, DELETE")
+            .route(web::get().to(get_one))
+            .route(web::head().to(get_one))
+            .route(web::patch().to(user_patch::patch))
+            .route(web::delete().to(user_patch::delete)),
+    )
+    .service(
+        resource("/api/v1/users/{id}/status", "POST")
+            .route(web::post().to(users_admin::set_status)),
+    );
 }
 
 #[derive(Deserialize)]
@@ -52,6 +78,35 @@ impl Violations {
     }
 }
 
+/// A user answer: the cached body as ready bytes, with its strong ETag.
+pub fn user_response(mut res: actix_web::HttpResponseBuilder, user: &CachedUser) -> HttpResponse {
+    res.insert_header((header::ETAG, user.etag.as_str()))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(user.body.clone())
+}
+
+/// 200 with the body, or 304 when `If-None-Match` names the current ETag.
+fn serve(req: &HttpRequest, user: &CachedUser) -> HttpResponse {
+    if not_modified(req, &user.etag) {
+        HttpResponse::NotModified()
+            .insert_header((header::ETAG, user.etag.as_str()))
+            .finish()
+    } else {
+        user_response(HttpResponse::Ok(), user)
+    }
+}
+
+/// The versions `If-Match` admits, as the store takes them (`None`: any).
+pub fn expected_versions(req: &HttpRequest) -> Option<Vec<i64>> {
+    match IfMatch::from_request(req) {
+        IfMatch::Absent | IfMatch::Any => None,
+        IfMatch::Versions(v) => Some(v),
+    }
+}
+
 /// `POST /api/v1/users`: open to anonymous callers.
 async fn create(
     state: web::Data<AppState>,
@@ -76,9 +131,31 @@ async fn create(
         }))
         .await?;
     let cached = CachedUser::from_user(&user);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
-        .insert_header((header::ETAG, cached.etag.clone()))
-        .content_type("application/json")
-        .body(cached.body.clone()))
+    let mut res = HttpResponse::Created();
+    res.insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)));
+    Ok(user_response(res, &cached))
+}
+
+/// `GET /api/v1/users/me`: the hot path. Served from the caller's cached user (ready
+/// bytes and ETag); no store call.
+async fn me(req: HttpRequest, caller: Caller) -> HttpResponse {
+    serve(&req, &caller.user)
+}
+
+/// `GET /api/v1/users/{id}`: self or admin; anyone else gets the 404 of a missing id.
+async fn get_one(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !caller.may_act_for(id) {
+        return Err(ApiError::not_found());
+    }
+    if id == caller.id {
+        return Ok(serve(&req, &caller.user));
+    }
+    let user = state.svc.user(id).await?.ok_or_else(ApiError::not_found)?;
+    Ok(serve(&req, &user))
 }

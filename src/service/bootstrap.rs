@@ -1,5 +1,15 @@
 //! The bootstrap admin (`auth.bootstrap_admin_email` / `_password`): ensured at start so
 //! a fresh deployment has someone who can administer it.
+//!
+//! - No live user has the email: the admin is created with the configured password.
+//! - The email belongs to an active admin: left as it is. Its password may have been
+//!   changed through the API since, and a restart must not undo that.
+//! - The email belongs to a user who is not an active admin (a plain user, or a
+//!   deactivated or suspended account): it is made an active admin, its password is
+//!   reset to the configured one and its refresh tokens are revoked. Whoever registered
+//!   that email before the operator configured it must not keep access to what is now the
+//!   admin account; access tokens issued before the promotion keep only the role they were
+//!   issued with (see `http::auth`).
 
 use crate::domain::user::{Email, NewUser, Password, Role, UserStatus};
 
@@ -25,10 +35,22 @@ impl Services {
         match existing {
             Some(user) if user.role == Role::Admin && user.status == UserStatus::Active => Ok(()),
             Some(user) => {
+                let hash = self
+                    .hash_password(password.into_inner())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("hashing the bootstrap admin password: {e}"))?;
+                let promoted = self
+                    .store
+                    .make_active_admin(user.id, hash)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("promoting the bootstrap admin: {e}"))?;
+                self.invalidate_user(promoted.id);
                 tracing::warn!(
-                    user_id = %user.id,
-                    "the bootstrap admin email belongs to a user who is not an active admin; \
-                     leaving it unchanged"
+                    user_id = %promoted.id,
+                    was_role = user.role.as_str(),
+                    was_status = user.status.as_str(),
+                    "the bootstrap admin email belonged to a user who was not an active admin: \
+                     made it an active admin with the configured password, refresh tokens revoked"
                 );
                 Ok(())
             }

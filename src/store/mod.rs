@@ -22,8 +22,8 @@ use async_trait::async_trait;
 
 pub use orders::OrderStore;
 pub use products::ProductStore;
-pub use tokens::TokenStore;
-pub use users::UserStore;
+pub use tokens::{Rotation, TokenStore};
+pub use users::{UserKey, UserListQuery, UserSort, UserStore};
 
 use crate::config::Config;
 

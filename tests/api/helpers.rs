@@ -206,6 +206,12 @@ impl TestApp {
         }
     }
 
+    /// The URL of this app's own database (Postgres apps only), e.g. to start a second
+    /// app on the same data.
+    pub fn database_url(&self) -> Option<String> {
+        self._db.as_ref().map(|db| db.url.clone())
+    }
+
     /// Stop the server the way a signal does (drain, then stop).
     pub async fn stop(&self) {
         self.shutdown.stop().await;

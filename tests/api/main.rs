@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod auth_tokens;
+mod bootstrap;
 mod errors;
 mod health;
 mod metrics;
@@ -16,3 +18,7 @@ mod resilience;
 mod shop_conformance;
 mod store_conformance;
 mod users;
+mod users_list;
+mod users_read;
+mod users_status;
+mod users_write;

@@ -261,3 +261,42 @@ async fn trusted_proxy_clients_are_limited_separately() {
     );
     assert_eq!(send("198.51.100.2").await.unwrap().status(), 400);
 }
+
+/// At most `concurrency_per_key` requests of one user in flight; the slot is released
+/// when the request ends.
+#[actix_web::test]
+async fn concurrent_requests_per_user_are_limited() {
+    let app = spawn_app_with(StoreKind::Memory, |c| {
+        c.rate_limits.limiter.concurrency_per_key = 1;
+        c.bulkheads.hashing.max_concurrent = 2;
+        // A slow request: registration hashes a password at a high cost.
+        c.auth.argon2_memory_kib = 64 * 1024;
+        c.auth.argon2_iterations = 4;
+    })
+    .await;
+    let user = app.new_user().await;
+    let slow = |n: u32| {
+        app.authed(Method::POST, "/api/v1/users", &user.token)
+            .json(&json!({"email": format!("slow{n}@example.com"), "name": "S", "password": "password-1"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(slow(1), slow(2));
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [201, 429],
+        "one runs, the concurrent one is refused"
+    );
+    // The slot came back when the first request ended.
+    assert_eq!(slow(3).await.unwrap().status(), 201);
+    // Another user is not affected by this user's limit.
+    let other = app.new_user().await;
+    let res = app
+        .authed(Method::POST, "/api/v1/users", &other.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}

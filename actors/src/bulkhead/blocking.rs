@@ -2,7 +2,7 @@
 //! (an actix `SyncArbiter`, never an async worker) with a [`Bulkhead`] in front, because
 //! the `SyncArbiter` queue itself is unbounded.
 //!
-//! ```ignore
+//! ```text
 //! let hashing = BlockingPool::start("hashing", &cfg.bulkheads.hashing)?;
 //! let ok = hashing.run_blocking(move || verify(&password, &hash)).await?;
 //! ```

@@ -1,7 +1,7 @@
 //! Admission per workload class: a concurrency limit, a bounded wait queue and a queue
 //! deadline ("db_read", "db_write"); [`BlockingPool`] adds dedicated threads ("hashing").
 //!
-//! ```ignore
+//! ```text
 //! let reads = Bulkhead::new("db_read", &cfg.bulkheads.db_read)?;
 //! let user = reads.run(store.get_user(id)).await?;            // Overloaded -> 503
 //! let user = guarded(&reads, &pg, store.get_user(id), classify).await??;

@@ -1,6 +1,6 @@
 //! Sharded read-through cache with single-flight loads (per-user state for the service).
 //!
-//! ```ignore
+//! ```text
 //! let users: UserCache<[u8; 16], Arc<CachedUser>> = UserCache::start("user_cache", &cfg.cache)?;
 //! let user = users.get_or_load(id, || async { store.load(id).await }).await?; // Option<V>
 //! users.invalidate(&id);       // after every committed write of that user, before answering

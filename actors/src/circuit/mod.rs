@@ -1,6 +1,6 @@
 //! Circuit breaker per dependency (Resilience4j semantics), owned by a ticker actor.
 //!
-//! ```ignore
+//! ```text
 //! let pg = Circuit::start("postgres", cfg.circuits.postgres.clone())?;
 //! let permit = pg.try_acquire()?;                  // CircuitOpen { retry_after } when open
 //! let result = store.get_user(id).await;

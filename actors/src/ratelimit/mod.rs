@@ -1,6 +1,6 @@
 //! Sharded rate limiter (GCRA or sliding window per policy) and per-key concurrency limit.
 //!
-//! ```ignore
+//! ```text
 //! let limiter = RateLimiter::start(&cfg.rate_limiter, vec![("user".into(), cfg.user)])?;
 //! let user = limiter.policy("user").expect("configured");      // once, at start
 //! let d = limiter.check(user, &claims.sub).await?;              // per request
@@ -194,8 +194,17 @@ impl RateLimiter {
     /// Takes one of the key's `concurrency_per_key` slots until the permit is dropped
     /// (however the request ends: success, error, panic or cancellation).
     pub async fn acquire_concurrency(&self, key: &str) -> Result<ConcurrencyPermit, ActorError> {
+        self.acquire_concurrency_hashed(self.hash(u16::MAX, key))
+            .await
+    }
+
+    /// Like [`acquire_concurrency`](Self::acquire_concurrency) for a caller that already
+    /// hashed its key well (see [`check_hashed`](Self::check_hashed)).
+    pub async fn acquire_concurrency_hashed(
+        &self,
+        hashed: u64,
+    ) -> Result<ConcurrencyPermit, ActorError> {
         let inner = &*self.inner;
-        let hashed = self.hash(u16::MAX, key);
         let shard = inner.shard(hashed);
         let known = shard.state.concurrency.get(&hashed).map(|c| c.clone());
         let counter = match known {

@@ -1,16 +1,36 @@
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::MemoryStore;
-use crate::domain::user::{now, NewUser, User, UserStatus};
-use crate::store::{Conflict, StoreError, UserStore};
+use super::{MemoryStore, State};
+use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
+use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
+/// Live users only: a deleted user is removed, which frees its email.
 #[derive(Default)]
 pub(crate) struct Users {
     pub(crate) by_id: HashMap<Uuid, User>,
     pub(crate) id_by_email: HashMap<String, Uuid>,
+}
+
+/// The live user `id`, if its version is one of `expected` (`None`: any).
+fn checked<'a>(
+    state: &'a mut State,
+    id: Uuid,
+    expected: Option<&[i64]>,
+) -> Result<&'a mut User, StoreError> {
+    let user = state.users.by_id.get_mut(&id).ok_or(StoreError::NotFound)?;
+    if expected.is_some_and(|v| !v.contains(&user.version)) {
+        return Err(StoreError::Conflict(Conflict::VersionMismatch));
+    }
+    Ok(user)
+}
+
+fn touch(user: &mut User) {
+    user.version += 1;
+    user.updated_at = now();
 }
 
 #[async_trait]
@@ -49,5 +69,134 @@ impl UserStore for MemoryStore {
             .get(email)
             .and_then(|id| state.users.by_id.get(id))
             .cloned())
+    }
+
+    async fn update_user(
+        &self,
+        id: Uuid,
+        changes: UserChanges,
+        expected: Option<Vec<i64>>,
+    ) -> Result<User, StoreError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let current = checked(state, id, expected.as_deref())?.clone();
+        if changes.is_empty() {
+            return Ok(current);
+        }
+        // Validate everything before mutating anything (see `MemoryStore::lock`).
+        if let Some(email) = &changes.email {
+            if state.users.id_by_email.get(email).is_some_and(|o| *o != id) {
+                return Err(StoreError::Conflict(Conflict::DuplicateEmail));
+            }
+        }
+        let revoke = changes.password_hash.is_some();
+        let user = checked(state, id, None)?;
+        if let Some(name) = changes.name {
+            user.name = name;
+        }
+        if let Some(hash) = changes.password_hash {
+            user.password_hash = hash;
+        }
+        let old_email = changes
+            .email
+            .map(|email| std::mem::replace(&mut user.email, email));
+        touch(user);
+        let user = user.clone();
+        if let Some(old) = old_email {
+            state.users.id_by_email.remove(&old);
+            state.users.id_by_email.insert(user.email.clone(), id);
+        }
+        if revoke {
+            state.tokens.revoke_user(id, user.updated_at);
+        }
+        Ok(user)
+    }
+
+    async fn delete_user(&self, id: Uuid, expected: Option<Vec<i64>>) -> Result<(), StoreError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        checked(state, id, expected.as_deref())?;
+        if let Some(user) = state.users.by_id.remove(&id) {
+            state.users.id_by_email.remove(&user.email);
+        }
+        state.tokens.revoke_user(id, now());
+        Ok(())
+    }
+
+    async fn set_user_status(&self, id: Uuid, to: UserStatus) -> Result<User, StoreError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let user = checked(state, id, None)?;
+        if !user.status.can_become(to) {
+            return Err(StoreError::Conflict(Conflict::InvalidTransition {
+                from: user.status.as_str().into(),
+                to: to.as_str().into(),
+            }));
+        }
+        user.status = to;
+        touch(user);
+        let user = user.clone();
+        if to != UserStatus::Active {
+            state.tokens.revoke_user(id, user.updated_at);
+        }
+        Ok(user)
+    }
+
+    async fn make_active_admin(&self, id: Uuid, password_hash: String) -> Result<User, StoreError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let user = checked(state, id, None)?;
+        user.role = Role::Admin;
+        user.status = UserStatus::Active;
+        user.password_hash = password_hash;
+        touch(user);
+        let user = user.clone();
+        state.tokens.revoke_user(id, user.updated_at);
+        Ok(user)
+    }
+
+    async fn list_users(&self, query: &UserListQuery) -> Result<Vec<User>, StoreError> {
+        let state = self.lock();
+        let mut rows: Vec<&User> = state
+            .users
+            .by_id
+            .values()
+            .filter(|u| query.status.is_none_or(|s| u.status == s))
+            .filter(|u| query.role.is_none_or(|r| u.role == r))
+            .filter(|u| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|k| order(query.sort, u, k) == Ordering::Greater)
+            })
+            .collect();
+        rows.sort_by(|a, b| compare(query.sort, a, b));
+        Ok(rows.into_iter().take(query.limit).cloned().collect())
+    }
+}
+
+fn compare(sort: UserSort, a: &User, b: &User) -> Ordering {
+    let asc = match sort {
+        UserSort::CreatedAt { .. } => (a.created_at, a.id).cmp(&(b.created_at, b.id)),
+        UserSort::Name { .. } => (a.name.as_str(), a.id).cmp(&(b.name.as_str(), b.id)),
+    };
+    if sort.descending() {
+        asc.reverse()
+    } else {
+        asc
+    }
+}
+
+/// Where `u` stands relative to `key` in `sort` order (Greater: after it). Names compare
+/// by code point, as Postgres does under the C collation.
+fn order(sort: UserSort, u: &User, key: &UserKey) -> Ordering {
+    let asc = match key {
+        UserKey::CreatedAt(at, id) => (u.created_at, u.id).cmp(&(*at, *id)),
+        UserKey::Name(name, id) => (u.name.as_str(), u.id).cmp(&(name.as_str(), *id)),
+    };
+    if sort.descending() {
+        asc.reverse()
+    } else {
+        asc
     }
 }

@@ -1,10 +1,13 @@
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{pg_err, PgStore};
-use crate::domain::user::{now, NewUser, Role, User, UserStatus};
-use crate::store::{StoreError, UserStore};
+use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
+use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
 pub(crate) const USER_COLUMNS: &str =
     "id, email, name, password_hash, role, status, version, created_at, updated_at";
@@ -24,6 +27,41 @@ pub(crate) fn user_from_row(row: &Row) -> Result<User, StoreError> {
         created_at: row.get(7),
         updated_at: row.get(8),
     })
+}
+
+/// Revoke every live refresh token of `user`. Callers have already written (and so
+/// locked) the user's row in the same transaction: a concurrent rotation, which takes that
+/// row `FOR SHARE` first, either finished before (its successor is revoked here, this
+/// statement's snapshot being taken after the lock was granted) or sees the user's new
+/// state and refuses.
+async fn revoke_user_tokens(
+    tx: &Transaction<'_>,
+    user: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .await
+        .map_err(pg_err)?;
+    tx.execute(&stmt, &[&user, &at]).await.map_err(pg_err)?;
+    Ok(())
+}
+
+/// After a conditional write matched no row: was it missing, or at another version?
+async fn why_not_written(tx: &Transaction<'_>, id: Uuid) -> StoreError {
+    let found = tx
+        .query_opt(
+            "SELECT version FROM users WHERE id = $1 AND deleted_at IS NULL",
+            &[&id],
+        )
+        .await;
+    match found {
+        Ok(Some(_)) => StoreError::Conflict(Conflict::VersionMismatch),
+        Ok(None) => StoreError::NotFound,
+        Err(e) => pg_err(e),
+    }
 }
 
 #[async_trait]
@@ -78,5 +116,202 @@ impl UserStore for PgStore {
             .map_err(pg_err)?;
         let row = conn.query_opt(&stmt, &[&email]).await.map_err(pg_err)?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn update_user(
+        &self,
+        id: Uuid,
+        changes: UserChanges,
+        expected: Option<Vec<i64>>,
+    ) -> Result<User, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        if changes.is_empty() {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"
+                    ),
+                    &[&id],
+                )
+                .await
+                .map_err(pg_err)?
+                .ok_or(StoreError::NotFound)?;
+            let user = user_from_row(&row)?;
+            if expected.is_some_and(|v| !v.contains(&user.version)) {
+                return Err(StoreError::Conflict(Conflict::VersionMismatch));
+            }
+            return Ok(user);
+        }
+        let at = now();
+        // The If-Match check is part of the UPDATE's WHERE: no writer slips in between.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email),
+                        password_hash = COALESCE($4, password_hash),
+                        version = version + 1, updated_at = $5
+                 WHERE id = $1 AND deleted_at IS NULL
+                   AND ($6::bigint[] IS NULL OR version = ANY($6))
+                 RETURNING {USER_COLUMNS}"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let row = tx
+            .query_opt(
+                &stmt,
+                &[
+                    &id,
+                    &changes.name,
+                    &changes.email,
+                    &changes.password_hash,
+                    &at,
+                    &expected,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        let Some(row) = row else {
+            return Err(why_not_written(&tx, id).await);
+        };
+        if changes.password_hash.is_some() {
+            revoke_user_tokens(&tx, id, at).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: Uuid, expected: Option<Vec<i64>>) -> Result<(), StoreError> {
+        let mut conn = self.write_conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        let at = now();
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE users SET deleted_at = $2, updated_at = $2, version = version + 1
+                 WHERE id = $1 AND deleted_at IS NULL
+                   AND ($3::bigint[] IS NULL OR version = ANY($3))",
+            )
+            .await
+            .map_err(pg_err)?;
+        if tx
+            .execute(&stmt, &[&id, &at, &expected])
+            .await
+            .map_err(pg_err)?
+            == 0
+        {
+            return Err(why_not_written(&tx, id).await);
+        }
+        revoke_user_tokens(&tx, id, at).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn set_user_status(&self, id: Uuid, to: UserStatus) -> Result<User, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        // Lock the row, so the transition is judged on the status it replaces.
+        let from: String = tx
+            .query_opt(
+                "SELECT status FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(pg_err)?
+            .ok_or(StoreError::NotFound)?
+            .get(0);
+        let allowed = UserStatus::parse(&from).is_some_and(|f| f.can_become(to));
+        if !allowed {
+            return Err(StoreError::Conflict(Conflict::InvalidTransition {
+                from,
+                to: to.as_str().into(),
+            }));
+        }
+        let at = now();
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE users SET status = $2, version = version + 1, updated_at = $3
+                     WHERE id = $1 RETURNING {USER_COLUMNS}"
+                ),
+                &[&id, &to.as_str(), &at],
+            )
+            .await
+            .map_err(pg_err)?;
+        if to != UserStatus::Active {
+            revoke_user_tokens(&tx, id, at).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        user_from_row(&row)
+    }
+
+    async fn make_active_admin(&self, id: Uuid, password_hash: String) -> Result<User, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        let at = now();
+        let row = tx
+            .query_opt(
+                &format!(
+                    "UPDATE users SET role = 'admin', status = 'active', password_hash = $2,
+                            version = version + 1, updated_at = $3
+                     WHERE id = $1 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
+                ),
+                &[&id, &password_hash, &at],
+            )
+            .await
+            .map_err(pg_err)?
+            .ok_or(StoreError::NotFound)?;
+        revoke_user_tokens(&tx, id, at).await?;
+        tx.commit().await.map_err(pg_err)?;
+        user_from_row(&row)
+    }
+
+    async fn list_users(&self, query: &UserListQuery) -> Result<Vec<User>, StoreError> {
+        // The SQL text is assembled from fixed fragments chosen by the query's shape only;
+        // every value is a parameter.
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let mut filters = vec!["deleted_at IS NULL".to_string()];
+        let status = query.status.map(UserStatus::as_str);
+        let role = query.role.map(Role::as_str);
+        if let Some(status) = &status {
+            params.push(status);
+            filters.push(format!("status = ${}", params.len()));
+        }
+        if let Some(role) = &role {
+            params.push(role);
+            filters.push(format!("role = ${}", params.len()));
+        }
+        let column = match query.sort {
+            UserSort::CreatedAt { .. } => "created_at",
+            UserSort::Name { .. } => "name",
+        };
+        let (dir, cmp) = if query.sort.descending() {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
+        match &query.after {
+            Some(UserKey::CreatedAt(at, id)) => {
+                params.push(at);
+                params.push(id);
+            }
+            Some(UserKey::Name(name, id)) => {
+                params.push(name);
+                params.push(id);
+            }
+            None => {}
+        }
+        if query.after.is_some() {
+            let n = params.len();
+            filters.push(format!("({column}, id) {cmp} (${}, ${n})", n - 1));
+        }
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        params.push(&limit);
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY {column} {dir}, id {dir} LIMIT ${}",
+            filters.join(" AND "),
+            params.len()
+        );
+        let conn = self.read_conn().await?;
+        let stmt = conn.prepare_cached(&sql).await.map_err(pg_err)?;
+        let rows = conn.query(&stmt, &params).await.map_err(pg_err)?;
+        rows.iter().map(user_from_row).collect()
     }
 }

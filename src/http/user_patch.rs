@@ -1,0 +1,156 @@
+//! `PATCH` and `DELETE /api/v1/users/{id}`: self or admin (anyone else gets the 404 of a
+//! missing id). `If-Match` is checked by the store inside the write (412 when stale).
+//! Every write invalidates the user's cache entry before answering, so the auth
+//! middleware sees a deleted user (401) at once.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::extract::JsonBody;
+use super::problem::ApiError;
+use super::users::{expected_versions, user_response, Violations};
+use super::AppState;
+use crate::domain::user::{Email, Password, Rule, UserChanges, UserName};
+use crate::service::CachedUser;
+
+/// A member of a JSON merge patch (RFC 7396): absent (leave it), `null` (remove it),
+/// or a new value.
+#[derive(Debug, Default)]
+enum Member<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Member<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            Some(v) => Member::Value(v),
+            None => Member::Null,
+        })
+    }
+}
+
+/// The PATCH body. `role` and `status` are not here: they are unknown fields (400);
+/// status changes go through `POST /users/{id}/status`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default)]
+    name: Member<String>,
+    #[serde(default)]
+    email: Member<String>,
+    #[serde(default)]
+    password: Member<String>,
+}
+
+/// Parse one member: `null` would remove a required field, which is a 422.
+fn member<T>(
+    v: &mut Violations,
+    field: &str,
+    m: Member<String>,
+    parse: impl FnOnce(&str) -> Result<T, Rule>,
+) -> Option<T> {
+    match m {
+        Member::Absent => None,
+        Member::Null => v.check(field, Err(("required", "cannot be removed"))),
+        Member::Value(s) => v.check(field, parse(&s)),
+    }
+}
+
+/// `PATCH /api/v1/users/{id}` (`application/json` or `application/merge-patch+json`).
+pub async fn patch(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    JsonBody(body): JsonBody<UserPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !caller.may_act_for(id) {
+        return Err(ApiError::not_found());
+    }
+    let mut v = Violations::default();
+    let name = member(&mut v, "name", body.name, UserName::parse);
+    let email = member(&mut v, "email", body.email, Email::parse);
+    let password = member(&mut v, "password", body.password, Password::parse);
+    v.finish()?;
+    // Hashing is on the hashing pool, before the write: the store only swaps hashes.
+    let password_hash = match password {
+        Some(p) => Some(state.svc.hash_password(p.into_inner()).await?),
+        None => None,
+    };
+    let changes = UserChanges {
+        name: name.map(UserName::into_inner),
+        email: email.map(Email::into_inner),
+        password_hash,
+    };
+    let written = state
+        .svc
+        .write(
+            state
+                .svc
+                .store
+                .update_user(id, changes, expected_versions(&req)),
+        )
+        .await;
+    // Invalidate even when the answer is an error: a write whose commit outcome is unknown
+    // must not leave a stale entry behind.
+    state.svc.invalidate_user(id);
+    let user = written?;
+    Ok(user_response(
+        HttpResponse::Ok(),
+        &CachedUser::from_user(&user),
+    ))
+}
+
+/// `DELETE /api/v1/users/{id}`: soft delete; the email is free again, and the user's
+/// tokens stop working (refresh tokens revoked in the same transaction; access tokens
+/// refused by the auth middleware once the cache entry is gone).
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !caller.may_act_for(id) {
+        return Err(ApiError::not_found());
+    }
+    let written = state
+        .svc
+        .write(state.svc.store.delete_user(id, expected_versions(&req)))
+        .await;
+    state.svc.invalidate_user(id);
+    written?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::problem::FieldError;
+
+    #[test]
+    fn members_tell_absent_from_null() {
+        let p: UserPatch = serde_json::from_str(r#"{"name": null, "email": "a@b.co"}"#).unwrap();
+        assert!(matches!(p.name, Member::Null));
+        assert!(matches!(p.email, Member::Value(ref e) if e == "a@b.co"));
+        assert!(matches!(p.password, Member::Absent));
+        assert!(serde_json::from_str::<UserPatch>(r#"{"role": "admin"}"#).is_err());
+    }
+
+    #[test]
+    fn null_members_are_violations() {
+        let mut v = Violations::default();
+        assert!(member(&mut v, "name", Member::Null, UserName::parse).is_none());
+        let e = v.finish().unwrap_err();
+        assert_eq!(
+            e.errors,
+            vec![FieldError::new("name", "required", "cannot be removed")]
+        );
+    }
+}
