@@ -162,6 +162,30 @@ pub struct Order {
 }
 
 impl Order {
+    /// A new pending order of `items` for `user_id`, its total summed from the items.
+    pub fn pending(
+        user_id: Uuid,
+        items: Vec<OrderItem>,
+        currency: String,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let total_cents = items
+            .iter()
+            .map(|i| i.unit_price_cents * i64::from(i.quantity))
+            .sum();
+        Order {
+            id: Uuid::now_v7(),
+            user_id,
+            status: OrderStatus::Pending,
+            items,
+            total_cents,
+            currency,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
     /// The response body; the idempotency record stores exactly these bytes for replays.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

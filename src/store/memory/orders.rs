@@ -157,20 +157,7 @@ impl OrderStore for MemoryStore {
                 unit_price_cents: p.price_cents,
             });
         }
-        let order = Order {
-            id: Uuid::now_v7(),
-            user_id: new.user_id,
-            status: OrderStatus::Pending,
-            total_cents: items
-                .iter()
-                .map(|i| i.unit_price_cents * i64::from(i.quantity))
-                .sum(),
-            items,
-            currency,
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
+        let order = Order::pending(new.user_id, items, currency, at);
         if let Some(rec) = slot.and_then(|s| state.orders.idempotency.get_mut(&s)) {
             rec.response = Some((201, order.to_json()));
         }

@@ -150,20 +150,7 @@ impl OrderStore for PgStore {
             .await
             .map_err(pg_err)?;
 
-        let order = Order {
-            id: Uuid::now_v7(),
-            user_id: new.user_id,
-            status: OrderStatus::Pending,
-            total_cents: items
-                .iter()
-                .map(|i| i.unit_price_cents * i64::from(i.quantity))
-                .sum(),
-            items,
-            currency,
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
+        let order = Order::pending(new.user_id, items, currency, at);
         let insert = tx
             .prepare_cached(
                 "INSERT INTO orders (id, user_id, status, total_cents, currency, version,

@@ -1,0 +1,276 @@
+//! The sections of the configuration, each with its documented defaults.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BulkheadConfig, CacheConfig, CircuitConfig, DatabaseUrl, PolicyConfig, RateLimiterConfig,
+    Secret,
+};
+
+/// The whole configuration of one Bulkhead process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub circuits: CircuitsConfig,
+    pub bulkheads: BulkheadsConfig,
+    pub cache: CachesConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP listener binds.
+    pub bind: SocketAddr,
+    /// actix-web worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+    /// Lame-duck period: after a signal, keep accepting for this long while `/ready`
+    /// answers 503, so load balancers stop routing here before the listener closes.
+    pub shutdown_delay_ms: u64,
+    /// Peers whose `X-Forwarded-For` is trusted (CIDR list).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Keep-alive of idle client connections.
+    pub keep_alive_secs: u64,
+    /// Deadline for a client to send its request head.
+    pub client_request_timeout_ms: u64,
+    /// Per-worker limit of concurrent connections.
+    pub max_connections_per_worker: usize,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Origins allowed by CORS (`["*"]` for any); empty disables CORS.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout_secs: 30,
+            shutdown_delay_ms: 0,
+            trusted_proxies: Vec::new(),
+            keep_alive_secs: 75,
+            client_request_timeout_ms: 5_000,
+            max_connections_per_worker: 25_000,
+            backlog: 2048,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Postgres URL. Unset: the embedded in-memory store (data is not kept).
+    pub url: Option<DatabaseUrl>,
+    /// Connections in the read pool.
+    pub read_pool_size: usize,
+    /// Connections in the write pool.
+    pub write_pool_size: usize,
+    /// How long a caller waits for a free pooled connection.
+    pub pool_wait_timeout_ms: u64,
+    /// How long opening a new connection may take.
+    pub pool_create_timeout_ms: u64,
+    /// How long checking a returned connection may take.
+    pub pool_recycle_timeout_ms: u64,
+    /// `statement_timeout` set on every connection.
+    pub statement_timeout_ms: u64,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            read_pool_size: 16,
+            write_pool_size: 16,
+            pool_wait_timeout_ms: 2_000,
+            pool_create_timeout_ms: 3_000,
+            pool_recycle_timeout_ms: 1_000,
+            statement_timeout_ms: 5_000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` (one object a line) or `text` (human-readable).
+    pub format: LogFormat,
+    /// Filter directive (`info`, `bulkhead=debug,info`, ...); `RUST_LOG` wins when set.
+    pub level: String,
+    /// One access-log line per request.
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 signing secret (at least 32 bytes). Unset: a random one per process, with a
+    /// warning (tokens then die with the process and do not cross instances).
+    pub jwt_secret: Option<Secret>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub leeway_secs: u64,
+    /// Ensure this active admin exists at start (both keys or neither).
+    pub bootstrap_admin_email: Option<String>,
+    pub bootstrap_admin_password: Option<Secret>,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id time cost (passes).
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            issuer: "bulkhead".into(),
+            audience: "bulkhead-api".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            leeway_secs: 30,
+            bootstrap_admin_email: None,
+            bootstrap_admin_password: None,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+/// Rate-limit policies (API.md "Limits") and the limiter actors that enforce them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+    /// Per authenticated user (`sub`).
+    pub user: PolicyConfig,
+    /// Per client IP, for anonymous requests.
+    pub ip: PolicyConfig,
+    /// Login attempts per email.
+    pub login: PolicyConfig,
+    /// The limiter shards.
+    pub limiter: RateLimiterConfig,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            user: policy(6_000, 60),
+            ip: policy(3_000, 60),
+            login: policy(10, 60),
+            limiter: RateLimiterConfig::default(),
+        }
+    }
+}
+
+fn policy(quota: u32, window_secs: u64) -> PolicyConfig {
+    PolicyConfig {
+        quota,
+        window_secs,
+        ..PolicyConfig::default()
+    }
+}
+
+/// One circuit breaker per dependency.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitsConfig {
+    pub postgres: CircuitConfig,
+}
+
+/// One bulkhead per workload class.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkheadsConfig {
+    pub db_read: BulkheadConfig,
+    pub db_write: BulkheadConfig,
+    /// Password hashing runs on its own threads; `max_concurrent` is the thread count.
+    pub hashing: BulkheadConfig,
+}
+
+impl Default for BulkheadsConfig {
+    fn default() -> Self {
+        Self {
+            db_read: BulkheadConfig {
+                max_concurrent: 64,
+                queue_capacity: 1024,
+                queue_timeout_ms: 1_000,
+            },
+            db_write: BulkheadConfig {
+                max_concurrent: 32,
+                queue_capacity: 512,
+                queue_timeout_ms: 2_000,
+            },
+            hashing: BulkheadConfig {
+                max_concurrent: 2,
+                queue_capacity: 64,
+                queue_timeout_ms: 2_000,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CachesConfig {
+    pub users: CacheConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// Upper bounds (seconds) of the latency histogram buckets.
+    pub latency_buckets_secs: Vec<f64>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            latency_buckets_secs: vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        }
+    }
+}
