@@ -230,15 +230,19 @@ pub struct BulkheadsConfig {
 impl Default for BulkheadsConfig {
     fn default() -> Self {
         Self {
+            // Admission matches the pool (database.read_pool_size), so admitted calls do
+            // not queue again for a connection, and the queue deadline is short, so an
+            // admitted request keeps a bounded latency and the excess is answered 503 at
+            // once instead of waiting.
             db_read: BulkheadConfig {
-                max_concurrent: 64,
-                queue_capacity: 1024,
-                queue_timeout_ms: 1_000,
+                max_concurrent: 16,
+                queue_capacity: 256,
+                queue_timeout_ms: 25,
             },
             db_write: BulkheadConfig {
-                max_concurrent: 32,
-                queue_capacity: 512,
-                queue_timeout_ms: 2_000,
+                max_concurrent: 16,
+                queue_capacity: 256,
+                queue_timeout_ms: 50,
             },
             hashing: BulkheadConfig {
                 max_concurrent: 2,

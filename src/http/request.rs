@@ -95,6 +95,7 @@ pub async fn middleware(
     if state.as_ref().is_none_or(|s| s.config.log.access_log) {
         let user = http_req.extensions().get::<LoggedUser>().map(|u| u.0);
         tracing::info!(
+            target: crate::telemetry::ACCESS_TARGET,
             parent: &span,
             method = %method,
             route,
