@@ -50,11 +50,11 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => {
-            crate::telemetry::init(&config.log);
+            let _flush_on_exit = crate::telemetry::init(&config.log);
             run_async(migrate(config))
         }
         Command::Serve => {
-            crate::telemetry::init(&config.log);
+            let _flush_on_exit = crate::telemetry::init(&config.log);
             run_async(serve(config))
         }
     }

@@ -230,15 +230,19 @@ pub struct BulkheadsConfig {
 impl Default for BulkheadsConfig {
     fn default() -> Self {
         Self {
+            // Admission matches the pool (database.read_pool_size), so admitted calls do
+            // not queue again for a connection, and the queue deadline is short, so an
+            // admitted request keeps a bounded latency and the excess is answered 503 at
+            // once instead of waiting.
             db_read: BulkheadConfig {
-                max_concurrent: 64,
-                queue_capacity: 1024,
-                queue_timeout_ms: 1_000,
+                max_concurrent: 16,
+                queue_capacity: 256,
+                queue_timeout_ms: 25,
             },
             db_write: BulkheadConfig {
-                max_concurrent: 32,
-                queue_capacity: 512,
-                queue_timeout_ms: 2_000,
+                max_concurrent: 16,
+                queue_capacity: 256,
+                queue_timeout_ms: 50,
             },
             hashing: BulkheadConfig {
                 max_concurrent: 2,
@@ -252,7 +256,11 @@ impl Default for BulkheadsConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CachesConfig {
+    /// Per-user state for the auth check and `GET /users/me`.
     pub users: CacheConfig,
+    /// Access tokens already verified (signature, `iss`, `aud`), by their exact bytes;
+    /// `exp` is still checked on every use.
+    pub tokens: CacheConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

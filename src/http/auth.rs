@@ -118,7 +118,7 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
             ))
         }
     };
-    let claims = state.svc.jwt.verify(token).map_err(|e| match e {
+    let claims = state.svc.verify_token(token).await.map_err(|e| match e {
         TokenError::Expired => ApiError::unauthenticated("the access token has expired"),
         TokenError::Invalid => ApiError::unauthenticated("the access token is not valid"),
     })?;
@@ -136,7 +136,7 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
     // The token's role is an upper bound: a demoted admin loses admin rights at once (the
     // cache says so), while a user promoted to admin (say, a pre-registered account taken
     // over as the bootstrap admin) gets them only with a token issued after the promotion.
-    let role = if claims.role == user.role.as_str() {
+    let role = if claims.role == user.role {
         user.role
     } else {
         Role::User

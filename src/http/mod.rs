@@ -64,7 +64,8 @@ impl Lifecycle {
     }
 }
 
-/// A resource that answers 405 with `Allow` for the methods it does not route.
+/// A resource that answers 405 with `Allow` for the methods it does not route, and that
+/// names its route template for metrics and the access log without an allocation.
 ///
 /// Every route is registered through here, and here only: `allow` is the list of methods
 /// it serves, recorded in [`served_routes`] so the OpenAPI test can compare the document
@@ -74,9 +75,11 @@ pub fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource 
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(path, allow);
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
-    }))
+    web::resource(path)
+        .app_data(request::RouteLabel(path))
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+        }))
 }
 
 fn served_routes_table() -> &'static Mutex<BTreeMap<&'static str, &'static str>> {

@@ -87,13 +87,15 @@ pub async fn middleware(
 
     let elapsed = start.elapsed();
     let http_req = res.request();
-    let route = http_req.match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = http_req
+        .app_data::<RouteLabel>()
+        .map_or("unmatched", |r| r.0);
     let status = res.status().as_u16();
     record_metrics(&method, route, status, elapsed);
     if state.as_ref().is_none_or(|s| s.config.log.access_log) {
         let user = http_req.extensions().get::<LoggedUser>().map(|u| u.0);
         tracing::info!(
+            target: crate::telemetry::ACCESS_TARGET,
             parent: &span,
             method = %method,
             route,
@@ -107,26 +109,45 @@ pub async fn middleware(
     Ok(res)
 }
 
+/// The route template of a resource (set by `http::resource`): a bounded metric label.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
 /// Counts a request in `bulkhead_http_requests_in_flight` for as long as it lives,
 /// however it ends.
-struct InFlight;
+struct InFlight(metrics::Gauge);
 
 impl InFlight {
     fn enter() -> Self {
-        metrics::gauge!("bulkhead_http_requests_in_flight").increment(1.0);
-        InFlight
+        static GAUGE: std::sync::OnceLock<metrics::Gauge> = std::sync::OnceLock::new();
+        let gauge = GAUGE
+            .get_or_init(|| metrics::gauge!("bulkhead_http_requests_in_flight"))
+            .clone();
+        gauge.increment(1.0);
+        InFlight(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!("bulkhead_http_requests_in_flight").decrement(1.0);
+        self.0.decrement(1.0);
     }
+}
+
+type RouteMetrics = (metrics::Counter, metrics::Histogram);
+
+thread_local! {
+    /// Metric handles per (route template, method, status class), resolved once per
+    /// worker thread: the registry lookup hashes labels and allocates, which the hot
+    /// path should not pay on every request. Bounded: routes x methods x classes.
+    static ROUTE_METRICS: std::cell::RefCell<
+        std::collections::HashMap<(&'static str, &'static str, &'static str), RouteMetrics>,
+    > = std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 fn record_metrics(
     method: &actix_web::http::Method,
-    route: &str,
+    route: &'static str,
     status: u16,
     elapsed: std::time::Duration,
 ) {
@@ -138,19 +159,26 @@ fn record_metrics(
         _ => "5xx",
     };
     let method = method_label(method);
-    metrics::counter!(
-        "bulkhead_http_requests_total",
-        "method" => method,
-        "route" => route.to_owned(),
-        "status" => class
-    )
-    .increment(1);
-    metrics::histogram!(
-        "bulkhead_http_request_duration_seconds",
-        "method" => method,
-        "route" => route.to_owned()
-    )
-    .record(elapsed.as_secs_f64());
+    ROUTE_METRICS.with(|cell| {
+        let mut map = cell.borrow_mut();
+        let (count, duration) = map.entry((route, method, class)).or_insert_with(|| {
+            (
+                metrics::counter!(
+                    "bulkhead_http_requests_total",
+                    "method" => method,
+                    "route" => route,
+                    "status" => class
+                ),
+                metrics::histogram!(
+                    "bulkhead_http_request_duration_seconds",
+                    "method" => method,
+                    "route" => route
+                ),
+            )
+        });
+        count.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    });
 }
 
 /// Methods outside the standard set share one label value, keeping the label bounded.

@@ -20,9 +20,10 @@ use bulkhead_actors::{
 };
 use uuid::Uuid;
 
-use crate::auth::jwt::JwtKeys;
+use crate::auth::jwt::{unix_now, JwtKeys, TokenError};
 use crate::auth::password::Passwords;
 use crate::config::Config;
+use crate::domain::user::Role;
 use crate::http::problem::{ApiError, ErrorCode, FieldError};
 use crate::store::{Backend, Conflict, Store, StoreError};
 pub use users::CachedUser;
@@ -33,6 +34,15 @@ const DEPENDENCY_RETRY: Duration = Duration::from_secs(1);
 /// How long an admitted hashing job may run before its caller stops waiting. argon2id at
 /// the default cost takes tens of milliseconds; this only catches a wedged pool.
 const BLOCKING_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a verified access token says.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub sub: Uuid,
+    /// The `role` claim: an upper bound on the caller's role.
+    pub role: Role,
+    pub exp: u64,
+}
 
 /// The rate-limit policies the HTTP layer applies, resolved once.
 #[derive(Clone, Copy)]
@@ -51,6 +61,8 @@ pub struct Services {
     /// `None` on the in-memory store, which has no dependency to fail.
     pub pg_circuit: Option<Circuit>,
     pub users: UserCache<Uuid, Arc<CachedUser>>,
+    /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
+    pub tokens: UserCache<String, Arc<VerifiedToken>>,
     pub limiter: Option<(RateLimiter, Policies)>,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
@@ -72,6 +84,7 @@ impl Services {
             Backend::Memory => None,
         };
         let users = UserCache::start("users", &config.cache.users).map_err(err)?;
+        let tokens = UserCache::start("tokens", &config.cache.tokens).map_err(err)?;
         let r = &config.rate_limits;
         let limiter = if r.enabled {
             let limiter = RateLimiter::start(
@@ -118,10 +131,35 @@ impl Services {
             hashing,
             pg_circuit,
             users,
+            tokens,
             limiter,
             jwt,
             passwords,
         })
+    }
+
+    /// Verify an access token. A token verified before (same bytes) skips the signature
+    /// and JSON work: only `exp` is checked again, with the configured leeway. Safe
+    /// because a cached entry is keyed by the whole signed token, so any change to it is a
+    /// miss and a full verification.
+    pub async fn verify_token(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        let key = token.to_owned();
+        if let Some(hit) = self.tokens.get(&key) {
+            return if hit.exp + self.config.auth.leeway_secs >= unix_now() {
+                Ok(hit)
+            } else {
+                Err(TokenError::Expired)
+            };
+        }
+        let claims = self.jwt.verify(token)?;
+        let verified = Arc::new(VerifiedToken {
+            sub: claims.sub,
+            role: Role::parse(&claims.role).unwrap_or(Role::User),
+            exp: claims.exp,
+        });
+        // Best effort: a full mailbox only means the next use verifies again.
+        let _ = self.tokens.insert(key, verified.clone()).await;
+        Ok(verified)
     }
 
     /// A store read: `db_read` bulkhead, then the Postgres circuit, then the call.

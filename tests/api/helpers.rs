@@ -60,6 +60,10 @@ pub fn test_config() -> Config {
     c.auth.argon2_iterations = 1;
     c.auth.bootstrap_admin_email = Some(ADMIN_EMAIL.into());
     c.auth.bootstrap_admin_password = Some(bulkhead::config::Secret::new(ADMIN_PASSWORD));
+    // Tests check behaviour, not overload: a loaded CI machine must not turn a slow
+    // request into a 503 (the overload tests set their own bulkheads).
+    c.bulkheads.db_read.queue_timeout_ms = 10_000;
+    c.bulkheads.db_write.queue_timeout_ms = 10_000;
     c.database.read_pool_size = 4;
     c.database.write_pool_size = 4;
     c
@@ -102,10 +106,14 @@ pub async fn spawn_app_with(kind: StoreKind, tweak: impl FnOnce(&mut Config)) ->
 fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        bulkhead::telemetry::init(&bulkhead::config::LogConfig {
-            level: std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
+        let level = std::env::var("TEST_LOG").ok();
+        let guard = bulkhead::telemetry::init(&bulkhead::config::LogConfig {
+            access_log: level.is_some(),
+            level: level.unwrap_or_else(|| "error".into()),
             ..Default::default()
         });
+        // The writer thread lives as long as the test process.
+        std::mem::forget(guard);
     });
 }
 

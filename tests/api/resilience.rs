@@ -100,9 +100,11 @@ async fn full_hashing_bulkhead_answers_503_at_once() {
         c.bulkheads.hashing.max_concurrent = 1;
         c.bulkheads.hashing.queue_capacity = 1;
         c.bulkheads.hashing.queue_timeout_ms = 10_000;
-        // Make each hash take a while so requests pile up.
-        c.auth.argon2_memory_kib = 64 * 1024;
-        c.auth.argon2_iterations = 3;
+        // Each hash takes tens of milliseconds: long enough for the 8 requests, sent
+        // at once, to pile up; short enough that the queued one finishes well within
+        // its deadline on a loaded machine.
+        c.auth.argon2_memory_kib = 16 * 1024;
+        c.auth.argon2_iterations = 2;
         c.rate_limits.enabled = false;
     })
     .await;
