@@ -45,3 +45,32 @@ async fn alert_rules_use_only_exposed_metrics() {
         );
     }
 }
+
+/// The compose stack's Prometheus configuration is valid and loads the same alert rules.
+#[test]
+fn compose_prometheus_config_passes_promtool() {
+    let dir = crate::tools::TempDir::new("bulkhead-promcfg");
+    let config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ops/prometheus/prometheus.yml"
+    ))
+    .unwrap()
+    // Inside the container the rules are mounted at /etc/prometheus; here, beside it.
+    .replace("/etc/prometheus/alerts.yml", "alerts.yml");
+    std::fs::write(dir.path("prometheus.yml"), config).unwrap();
+    std::fs::copy(RULES, dir.path("alerts.yml")).unwrap();
+    let mut cmd = Command::new("promtool");
+    cmd.args(["check", "config"])
+        .arg(dir.path("prometheus.yml"));
+    let out = run_bounded(
+        cmd,
+        Duration::from_secs(30),
+        "apt-get install prometheus (.ci/run does)",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("SUCCESS: 6 rules found"),
+        "{}",
+        output_text(&out)
+    );
+}
