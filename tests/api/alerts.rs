@@ -74,3 +74,51 @@ fn compose_prometheus_config_passes_promtool() {
         output_text(&out)
     );
 }
+
+/// The Grafana dashboard is a dashboard, and every metric it plots is one a running
+/// Bulkhead exposes.
+#[actix_web::test]
+async fn grafana_dashboard_uses_only_exposed_metrics() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ops/grafana/bulkhead.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(dashboard["uid"], "bulkhead-overview");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .expect("every target has an expr")
+                .to_string()
+        })
+        .collect();
+    assert!(exprs.len() >= 16, "{exprs:?}");
+
+    let app = spawn_app(StoreKind::Postgres).await;
+    let user = app.new_user().await;
+    let _ = app.get("/api/v1/products").await;
+    let _ = app
+        .authed(reqwest::Method::GET, "/api/v1/users/me", &user.token)
+        .send()
+        .await
+        .unwrap();
+    let scrape = app.get("/metrics").await.text().await.unwrap();
+    for expr in &exprs {
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("bulkhead_") || w.starts_with("process_"))
+        {
+            let family = name.strip_suffix("_bucket").unwrap_or(name);
+            assert!(
+                scrape.contains(&format!("# TYPE {family} ")),
+                "the dashboard plots {name}, which /metrics does not expose"
+            );
+        }
+    }
+}
