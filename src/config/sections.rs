@@ -236,12 +236,12 @@ impl Default for BulkheadsConfig {
             // once instead of waiting.
             db_read: BulkheadConfig {
                 max_concurrent: 16,
-                queue_capacity: 256,
+                queue_capacity: 32,
                 queue_timeout_ms: 25,
             },
             db_write: BulkheadConfig {
                 max_concurrent: 16,
-                queue_capacity: 256,
+                queue_capacity: 32,
                 queue_timeout_ms: 50,
             },
             hashing: BulkheadConfig {
