@@ -109,16 +109,21 @@ impl Default for RateLimiterConfig {
     }
 }
 
+/// A configured shard count with 0 resolved to the number of available cores.
+fn resolve_shards(shards: usize) -> usize {
+    if shards == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        shards
+    }
+}
+
 impl RateLimiterConfig {
     /// Shard count with 0 resolved to the number of available cores.
     pub fn effective_shards(&self) -> usize {
-        if self.shards == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            self.shards
-        }
+        resolve_shards(self.shards)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -267,14 +272,9 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
+    /// Shard count with 0 resolved to the number of available cores.
     pub fn effective_shards(&self) -> usize {
-        if self.shards == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            self.shards
-        }
+        resolve_shards(self.shards)
     }
 
     pub fn validate(&self) -> Result<(), String> {

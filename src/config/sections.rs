@@ -230,19 +230,21 @@ pub struct BulkheadsConfig {
 impl Default for BulkheadsConfig {
     fn default() -> Self {
         Self {
-            // Admission matches the pool (database.read_pool_size), so admitted calls do
-            // not queue again for a connection, and the queue deadline is short, so an
-            // admitted request keeps a bounded latency and the excess is answered 503 at
-            // once instead of waiting.
+            // Admission matches the pool (database.*_pool_size), so admitted calls do not
+            // queue again for a connection. Reads have a short queue deadline (an
+            // admitted read keeps a bounded latency, the excess is answered 503);
+            // writes, slower and costlier to retry, wait longer. The queues are large:
+            // a small one turns ordinary concurrency into a storm of fast 503s that
+            // closed-loop clients retry at once (measured: load/README.md).
             db_read: BulkheadConfig {
                 max_concurrent: 16,
-                queue_capacity: 32,
+                queue_capacity: 256,
                 queue_timeout_ms: 25,
             },
             db_write: BulkheadConfig {
                 max_concurrent: 16,
-                queue_capacity: 32,
-                queue_timeout_ms: 50,
+                queue_capacity: 256,
+                queue_timeout_ms: 200,
             },
             hashing: BulkheadConfig {
                 max_concurrent: 2,
