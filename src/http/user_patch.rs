@@ -101,19 +101,16 @@ pub async fn patch(
         email: email.map(Email::into_inner),
         password_hash,
     };
-    let written = state
+    let user = state
         .svc
-        .write(
+        .write_user(
+            id,
             state
                 .svc
                 .store
                 .update_user(id, changes, expected_versions(&req)),
         )
-        .await;
-    // Invalidate even when the answer is an error: a write whose commit outcome is unknown
-    // must not leave a stale entry behind.
-    state.svc.invalidate_user(id);
-    let user = written?;
+        .await?;
     Ok(user_response(
         HttpResponse::Ok(),
         &CachedUser::from_user(&user),
@@ -139,12 +136,10 @@ pub async fn delete(
     if !caller.may_act_for(id) {
         return Err(ApiError::not_found());
     }
-    let written = state
+    state
         .svc
-        .write(state.svc.store.delete_user(id, expected_versions(&req)))
-        .await;
-    state.svc.invalidate_user(id);
-    written?;
+        .write_user(id, state.svc.store.delete_user(id, expected_versions(&req)))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -240,12 +240,10 @@ pub async fn set_status(
     let Some(to) = to else {
         return Err(ApiError::internal());
     };
-    let written = state
+    let user = state
         .svc
-        .write(state.svc.store.set_user_status(id, to))
-        .await;
-    state.svc.invalidate_user(id);
-    let user = written?;
+        .write_user(id, state.svc.store.set_user_status(id, to))
+        .await?;
     Ok(user_response(
         HttpResponse::Ok(),
         &CachedUser::from_user(&user),

@@ -1,5 +1,6 @@
 //! The per-user cache: what the hot path needs about a user, ready to serve.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use uuid::Uuid;
 use super::Services;
 use crate::domain::user::{Role, User, UserStatus, UserView};
 use crate::http::problem::ApiError;
+use crate::store::StoreError;
 
 /// A user as the hot path needs it: status and role for the auth check, and the
 /// serialized body with its strong ETag for `GET /users/me` and `/users/{id}`.
@@ -50,5 +52,19 @@ impl Services {
     /// Call after every write of user `id`, before answering.
     pub fn invalidate_user(&self, id: Uuid) {
         self.users.invalidate(&id);
+    }
+
+    /// A store write of user `id` (through the write bulkhead), after which the user's
+    /// cache entry is dropped whatever the answer: a write whose commit outcome is unknown
+    /// must not leave a stale entry, and the auth check must see a deleted or inactive
+    /// user on the next request. Handlers write users only through this.
+    pub async fn write_user<T>(
+        &self,
+        id: Uuid,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
+        let written = self.write(call).await;
+        self.invalidate_user(id);
+        written
     }
 }
