@@ -218,6 +218,10 @@ pub struct BulkheadConfig {
     pub queue_capacity: usize,
     /// A queued caller not admitted within this is rejected.
     pub queue_timeout_ms: u64,
+    /// Reject at once a caller whose expected wait (its place in the queue times the
+    /// mean time a slot is held, over `max_concurrent`) exceeds `queue_timeout_ms`,
+    /// instead of letting it wait out the deadline to be rejected then.
+    pub reject_expected_timeouts: bool,
 }
 
 impl Default for BulkheadConfig {
@@ -226,6 +230,7 @@ impl Default for BulkheadConfig {
             max_concurrent: 16,
             queue_capacity: 64,
             queue_timeout_ms: 250,
+            reject_expected_timeouts: true,
         }
     }
 }

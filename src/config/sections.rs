@@ -235,21 +235,26 @@ impl Default for BulkheadsConfig {
             // admitted read keeps a bounded latency, the excess is answered 503);
             // writes, slower and costlier to retry, wait longer. The queues are large:
             // a small one turns ordinary concurrency into a storm of fast 503s that
-            // closed-loop clients retry at once (measured: load/README.md).
+            // closed-loop clients retry at once (measured: load/README.md). What the
+            // deadline cannot serve is refused on arrival (reject_expected_timeouts),
+            // so a large queue does not make the excess wait out the deadline.
             db_read: BulkheadConfig {
                 max_concurrent: 16,
                 queue_capacity: 256,
                 queue_timeout_ms: 25,
+                reject_expected_timeouts: true,
             },
             db_write: BulkheadConfig {
                 max_concurrent: 16,
                 queue_capacity: 256,
                 queue_timeout_ms: 200,
+                reject_expected_timeouts: true,
             },
             hashing: BulkheadConfig {
                 max_concurrent: 2,
                 queue_capacity: 64,
                 queue_timeout_ms: 2_000,
+                reject_expected_timeouts: true,
             },
         }
     }

@@ -15,6 +15,7 @@ fn bulkhead(max_concurrent: usize, queue_capacity: usize, queue_timeout_ms: u64)
         max_concurrent,
         queue_capacity,
         queue_timeout_ms,
+        ..Default::default()
     };
     Bulkhead::new("db_read", &cfg).unwrap()
 }
@@ -49,6 +50,79 @@ async fn queue_deadline_rejects() {
     assert!(matches!(r, Err(ActorError::Overloaded { .. })));
     assert_eq!(start.elapsed(), Duration::from_millis(100));
     assert_eq!(b.queued(), 0);
+}
+
+/// Calls holding a slot 40 ms on average, 2 slots, a 100 ms deadline: the caller with
+/// `q` callers ahead expects to wait (q + 1) * 40 / 2 ms, so five may queue and the
+/// sixth is answered at once instead of after 100 ms. Without the option it queues.
+#[tokio::test(start_paused = true)]
+async fn callers_expected_to_time_out_are_rejected_at_once() {
+    for reject in [true, false] {
+        let b = Bulkhead::new(
+            "db_read",
+            &BulkheadConfig {
+                max_concurrent: 2,
+                queue_capacity: 100,
+                queue_timeout_ms: 100,
+                reject_expected_timeouts: reject,
+            },
+        )
+        .unwrap();
+        for _ in 0..4 {
+            b.run(tokio::time::sleep(Duration::from_millis(40)))
+                .await
+                .unwrap();
+        }
+        let _a = b.acquire().await.unwrap();
+        let _b = b.acquire().await.unwrap();
+        let mut queued: Vec<_> = (0..5).map(|_| Box::pin(b.acquire())).collect();
+        for q in &mut queued {
+            assert!(poll_once(q.as_mut()).is_pending());
+        }
+        assert_eq!(b.queued(), 5);
+        let before = Instant::now();
+        let mut sixth = Box::pin(b.acquire());
+        let polled = poll_once(sixth.as_mut());
+        if reject {
+            assert!(
+                matches!(polled, Poll::Ready(Err(ActorError::Overloaded { .. }))),
+                "expected an immediate rejection"
+            );
+            assert_eq!(Instant::now(), before);
+            assert_eq!(b.queued(), 5);
+        } else {
+            assert!(polled.is_pending(), "without the option the caller queues");
+            assert_eq!(b.queued(), 6);
+        }
+    }
+}
+
+/// A slow dependency (slots held long) shortens the queue on its own: with the mean
+/// hold above deadline * max_concurrent, not even one caller may queue; when the slots
+/// are free again, callers go straight in and fast calls bring the mean back down.
+#[tokio::test(start_paused = true)]
+async fn the_expected_wait_follows_the_hold_time() {
+    let b = bulkhead(1, 100, 100);
+    b.run(tokio::time::sleep(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let held = b.acquire().await.unwrap();
+    assert!(matches!(
+        b.acquire().await,
+        Err(ActorError::Overloaded { .. })
+    ));
+    drop(held);
+    for _ in 0..100 {
+        b.run(tokio::time::sleep(Duration::from_millis(1)))
+            .await
+            .unwrap();
+    }
+    let _held = b.acquire().await.unwrap();
+    let mut queued = Box::pin(b.acquire());
+    assert!(
+        poll_once(queued.as_mut()).is_pending(),
+        "fast calls: queueing again"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,6 +175,7 @@ async fn blocking_pool_runs_on_its_threads_and_survives_panics() {
         max_concurrent: 2,
         queue_capacity: 8,
         queue_timeout_ms: 5_000,
+        ..Default::default()
     };
     let pool = BlockingPool::start("hashing", &cfg).unwrap();
     let caller = std::thread::current().id();
@@ -129,6 +204,7 @@ async fn blocking_pool_rejects_when_full() {
         max_concurrent: 1,
         queue_capacity: 1,
         queue_timeout_ms: 5_000,
+        ..Default::default()
     };
     let pool = BlockingPool::start("hashing", &cfg).unwrap();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
