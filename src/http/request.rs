@@ -172,7 +172,8 @@ fn record_metrics(
                 metrics::histogram!(
                     "bulkhead_http_request_duration_seconds",
                     "method" => method,
-                    "route" => route
+                    "route" => route,
+                    "status" => class
                 ),
             )
         });
