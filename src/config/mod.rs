@@ -12,7 +12,7 @@ mod sections;
 
 use std::path::Path;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 
 pub use bulkhead_actors::config::{
@@ -32,6 +32,15 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// The defaults as the lowest layer, key by key: a file or variable that sets one key of
+/// a section (`bulkheads.db_read.max_concurrent`) keeps the service's defaults for the
+/// section's other keys. Left to `#[serde(default)]`, a partial section would take the
+/// defaults of its type instead (a `BulkheadConfig`'s, not `db_read`'s). No default holds
+/// a secret, so the redacting `Serialize` of secrets loses nothing here.
+fn defaults() -> Figment {
+    Figment::from(Serialized::defaults(Config::default()))
+}
+
 impl Config {
     /// Load from `file` (or `BULKHEAD_CONFIG`), then environment overrides, then validate.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -39,7 +48,7 @@ impl Config {
     }
 
     fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
-        let mut figment = Figment::new();
+        let mut figment = defaults();
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::MissingFile(path.display().to_string()));
@@ -61,7 +70,7 @@ impl Config {
 
     /// Parse a TOML document alone (no environment), for tests and `check-config` checks.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = Figment::new()
+        let config: Config = defaults()
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| ConfigError::Parse(describe(&e)))?;

@@ -89,6 +89,46 @@ fn environment_overrides_file() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Setting one key of a section keeps the service's defaults for the others (not those
+/// of the section's type): `db_read` keeps its 25 ms deadline and 256-deep queue, the
+/// user policy its window.
+#[test]
+fn a_partial_section_keeps_the_other_defaults() {
+    let d = Config::default();
+    std::env::set_var("BHTEST_ENV_PART__BULKHEADS__DB_READ__MAX_CONCURRENT", "4");
+    std::env::set_var("BHTEST_ENV_PART__RATE_LIMITS__USER__QUOTA", "42");
+    let cfg = Config::load_from(None, Env::prefixed("BHTEST_ENV_PART__")).unwrap();
+    assert_eq!(cfg.bulkheads.db_read.max_concurrent, 4);
+    assert_eq!(
+        cfg.bulkheads.db_read.queue_timeout_ms,
+        d.bulkheads.db_read.queue_timeout_ms
+    );
+    assert_eq!(
+        cfg.bulkheads.db_read.queue_capacity,
+        d.bulkheads.db_read.queue_capacity
+    );
+    assert_eq!(cfg.rate_limits.user.quota, 42);
+    assert_eq!(
+        cfg.rate_limits.user,
+        PolicyConfig {
+            quota: 42,
+            ..d.rate_limits.user.clone()
+        }
+    );
+
+    let cfg = Config::from_toml_str("[bulkheads.db_write]\nmax_concurrent = 3\n").unwrap();
+    assert_eq!(cfg.bulkheads.db_write.max_concurrent, 3);
+    assert_eq!(
+        cfg.bulkheads.db_write.queue_timeout_ms,
+        d.bulkheads.db_write.queue_timeout_ms
+    );
+    assert_ne!(
+        d.bulkheads.db_write.queue_timeout_ms,
+        BulkheadConfig::default().queue_timeout_ms,
+        "the test needs a section whose defaults differ from its type's"
+    );
+}
+
 #[test]
 fn missing_file_is_an_error() {
     let err = Config::load(Some(Path::new("/nonexistent/bulkhead.toml"))).unwrap_err();
