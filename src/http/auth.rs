@@ -17,7 +17,6 @@ use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 use uuid::Uuid;
 
 use super::problem::{ApiError, ErrorCode};
-use super::request::LoggedUser;
 use super::AppState;
 use crate::auth::jwt::TokenError;
 use crate::domain::user::{Role, UserStatus};
@@ -91,7 +90,6 @@ pub async fn middleware<B: MessageBody>(
     }
     match authenticate(&req).await {
         Ok(caller) => {
-            req.extensions_mut().insert(LoggedUser(caller.id));
             req.extensions_mut().insert(caller);
             next.call(req)
                 .await
@@ -105,10 +103,12 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(ApiError::internal)?;
+    // from_utf8 checks a word at a time where `HeaderValue::to_str` checks each byte for
+    // visible ASCII; a token with anything else fails verification anyway.
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .unwrap_or("");
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),

@@ -6,7 +6,7 @@
 //! paths are, and not `OPTIONS`). Authenticated callers also get at most
 //! `rate_limits.limiter.concurrency_per_key` requests in flight at once (429 beyond).
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -113,32 +113,77 @@ pub fn limited(decision: &Decision) -> ApiError {
 }
 
 /// Set the rate-limit headers of `decision` under policy `name`.
-pub fn apply_headers(headers: &mut HeaderMap, name: &str, decision: &Decision) {
+///
+/// On every limited response, so built without formatting machinery: the two values
+/// fixed per policy (`RateLimit-Policy`, `X-RateLimit-Limit`) are made once per worker
+/// thread and cloned (a reference count), the three that change are written with `itoa`.
+pub fn apply_headers(headers: &mut HeaderMap, name: &'static str, decision: &Decision) {
     let reset = retry_after_secs(decision.reset).min(decision.window_secs.max(1));
     let reset = if decision.reset.is_zero() { 0 } else { reset };
-    let mut put = |name: HeaderName, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
+    let (policy, limit) = fixed_values(name, decision);
+    headers.insert(RATELIMIT_POLICY, policy);
+    headers.insert(X_LIMIT, limit);
+    headers.insert(X_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(X_RESET, HeaderValue::from(reset));
+    // "name";r=<remaining>;t=<reset>
+    let mut remaining = itoa::Buffer::new();
+    let mut reset_digits = itoa::Buffer::new();
+    let parts: [&[u8]; 6] = [
+        b"\"",
+        name.as_bytes(),
+        b"\";r=",
+        remaining.format(decision.remaining).as_bytes(),
+        b";t=",
+        reset_digits.format(reset).as_bytes(),
+    ];
+    let mut line = [0u8; 96];
+    let mut len = 0;
+    for part in parts {
+        let end = len + part.len();
+        if end > line.len() {
+            return;
         }
-    };
-    put(
-        RATELIMIT_POLICY,
-        format!("\"{name}\";q={};w={}", decision.quota, decision.window_secs),
-    );
-    put(
-        RATELIMIT,
-        format!("\"{name}\";r={};t={reset}", decision.remaining),
-    );
-    put(X_LIMIT, decision.limit.to_string());
-    put(X_REMAINING, decision.remaining.to_string());
-    put(X_RESET, reset.to_string());
+        line[len..end].copy_from_slice(part);
+        len = end;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&line[..len]) {
+        headers.insert(RATELIMIT, v);
+    }
+}
+
+/// `RateLimit-Policy` and `X-RateLimit-Limit` of a policy, made once per worker thread.
+fn fixed_values(name: &'static str, d: &Decision) -> (HeaderValue, HeaderValue) {
+    type Key = (&'static str, u32, u64, u32);
+    thread_local! {
+        // A handful of policies (user, ip, login); a configuration change restarts.
+        static FIXED: std::cell::RefCell<Vec<(Key, HeaderValue, HeaderValue)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let key: Key = (name, d.quota, d.window_secs, d.limit);
+    FIXED.with(|cell| {
+        let mut fixed = cell.borrow_mut();
+        if let Some((_, policy, limit)) = fixed.iter().find(|(k, ..)| *k == key) {
+            return (policy.clone(), limit.clone());
+        }
+        let policy =
+            HeaderValue::from_str(&format!("\"{name}\";q={};w={}", d.quota, d.window_secs))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+        let limit = HeaderValue::from(d.limit);
+        if fixed.len() < 16 {
+            fixed.push((key, policy.clone(), limit.clone()));
+        }
+        (policy, limit)
+    })
 }
 
 /// Keys are hashed with per-process random keys, so clients cannot aim collisions, and
 /// tagged by kind, so a user and an IP never share a bucket.
+/// foldhash's quality variant: the limiter's maps use these 64 bits as they are.
 fn keyed_hash(tag: u8, value: impl Hash) -> u64 {
-    static KEYS: OnceLock<RandomState> = OnceLock::new();
-    let mut h = KEYS.get_or_init(RandomState::new).build_hasher();
+    static KEYS: OnceLock<foldhash::quality::RandomState> = OnceLock::new();
+    let mut h = KEYS
+        .get_or_init(foldhash::quality::RandomState::default)
+        .build_hasher();
     tag.hash(&mut h);
     value.hash(&mut h);
     h.finish()

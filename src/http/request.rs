@@ -27,21 +27,23 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Facts about the request every later layer may need.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    pub id: String,
+    /// The request id, ready for the response header (cloning it copies no bytes).
+    pub id: HeaderValue,
     pub client_ip: Option<IpAddr>,
 }
 
-/// The authenticated caller's id, put in the request extensions by authentication so the
-/// access log can name the user.
-#[derive(Debug, Clone, Copy)]
-pub struct LoggedUser(pub uuid::Uuid);
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    (1..=128).contains(&b.len())
+        && b.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
-fn valid_request_id(v: &HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    let ok = (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    ok.then_some(s)
+/// A fresh id: a v4 UUID in 32 hex digits, written straight into the header value.
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    let hex = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+    HeaderValue::from_str(hex).expect("hex digits are a valid header value")
 }
 
 pub async fn middleware(
@@ -52,8 +54,11 @@ pub async fn middleware(
     let id = req
         .headers()
         .get(&REQUEST_ID)
-        .and_then(valid_request_id)
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+        .filter(|v| valid_request_id(v))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    // Checked above (inbound) or hex (generated): always ASCII.
+    let id_str = id.to_str().unwrap_or_default();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let client_ip = {
         let peer = req.peer_addr().map(|a| a.ip());
@@ -70,7 +75,7 @@ pub async fn middleware(
         id: id.clone(),
         client_ip,
     });
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = tracing::info_span!("request", request_id = %id_str);
     let _in_flight = InFlight::enter();
     let method = req.method().clone();
 
@@ -80,10 +85,8 @@ pub async fn middleware(
     let res = next.call(req).instrument(span.clone()).await.inspect_err(|e| {
         tracing::error!(parent: &span, error = %e, "a layer returned an error instead of a response");
     })?;
-    let mut res = render_problem(res.map_into_boxed_body(), &id);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
+    let mut res = render_problem(res.map_into_boxed_body(), id_str);
+    res.headers_mut().insert(REQUEST_ID, id.clone());
 
     let elapsed = start.elapsed();
     let http_req = res.request();
@@ -93,7 +96,10 @@ pub async fn middleware(
     let status = res.status().as_u16();
     record_metrics(&method, route, status, elapsed);
     if state.as_ref().is_none_or(|s| s.config.log.access_log) {
-        let user = http_req.extensions().get::<LoggedUser>().map(|u| u.0);
+        let user = http_req
+            .extensions()
+            .get::<super::auth::Caller>()
+            .map(|c| c.id);
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,
             parent: &span,
@@ -141,8 +147,12 @@ thread_local! {
     /// worker thread: the registry lookup hashes labels and allocates, which the hot
     /// path should not pay on every request. Bounded: routes x methods x classes.
     static ROUTE_METRICS: std::cell::RefCell<
-        std::collections::HashMap<(&'static str, &'static str, &'static str), RouteMetrics>,
-    > = std::cell::RefCell::new(std::collections::HashMap::new());
+        std::collections::HashMap<
+            (&'static str, &'static str, &'static str),
+            RouteMetrics,
+            foldhash::fast::RandomState,
+        >,
+    > = std::cell::RefCell::new(std::collections::HashMap::default());
 }
 
 fn record_metrics(

@@ -82,7 +82,7 @@ impl Violations {
 
 /// A user answer: the cached body as ready bytes, with its strong ETag.
 pub fn user_response(mut res: actix_web::HttpResponseBuilder, user: &CachedUser) -> HttpResponse {
-    res.insert_header((header::ETAG, user.etag.as_str()))
+    res.insert_header((header::ETAG, user.etag.clone()))
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -92,9 +92,9 @@ pub fn user_response(mut res: actix_web::HttpResponseBuilder, user: &CachedUser)
 
 /// 200 with the body, or 304 when `If-None-Match` names the current ETag.
 fn serve(req: &HttpRequest, user: &CachedUser) -> HttpResponse {
-    if not_modified(req, &user.etag) {
+    if not_modified(req, user.etag.to_str().unwrap_or_default()) {
         HttpResponse::NotModified()
-            .insert_header((header::ETAG, user.etag.as_str()))
+            .insert_header((header::ETAG, user.etag.clone()))
             .finish()
     } else {
         user_response(HttpResponse::Ok(), user)

@@ -143,8 +143,7 @@ impl Services {
     /// because a cached entry is keyed by the whole signed token, so any change to it is a
     /// miss and a full verification.
     pub async fn verify_token(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
-        let key = token.to_owned();
-        if let Some(hit) = self.tokens.get(&key) {
+        if let Some(hit) = self.tokens.get(token) {
             return if hit.exp + self.config.auth.leeway_secs >= unix_now() {
                 Ok(hit)
             } else {
@@ -158,7 +157,7 @@ impl Services {
             exp: claims.exp,
         });
         // Best effort: a full mailbox only means the next use verifies again.
-        let _ = self.tokens.insert(key, verified.clone()).await;
+        let _ = self.tokens.insert(token.to_owned(), verified.clone()).await;
         Ok(verified)
     }
 

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -19,7 +20,8 @@ pub struct CachedUser {
     pub role: Role,
     pub status: UserStatus,
     pub version: i64,
-    pub etag: String,
+    /// Ready to put in a response: cloning it copies no bytes.
+    pub etag: HeaderValue,
     pub body: Bytes,
 }
 
@@ -31,7 +33,8 @@ impl CachedUser {
             role: user.role,
             status: user.status,
             version: user.version,
-            etag: crate::http::etag::for_version(user.version),
+            etag: HeaderValue::from_str(&crate::http::etag::for_version(user.version))
+                .expect("an ETag is a valid header value"),
             body: Bytes::from(body),
         }
     }

@@ -24,6 +24,7 @@
 
 mod shard;
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use shard::{CacheKey, CacheValue};
-use shard::{CacheMeters, CacheShard, Flight, Install, ShardState};
+use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, ShardState};
 
 use crate::config::CacheConfig;
 use crate::supervise::{ask, tell, Meter};
@@ -49,7 +50,7 @@ struct Shard<K: CacheKey, V: CacheValue> {
 
 struct Inner<K: CacheKey, V: CacheValue> {
     shards: Vec<Shard<K, V>>,
-    hasher: std::hash::RandomState,
+    hasher: KeyHasher,
     meters: Arc<CacheMeters>,
     meter: Arc<Meter>,
     load_timeout: Duration,
@@ -86,8 +87,8 @@ impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
         let shards = (0..n)
             .map(|_| {
                 let state = Arc::new(ShardState {
-                    entries: DashMap::new(),
-                    inflight: DashMap::new(),
+                    entries: DashMap::with_hasher(KeyHasher::default()),
+                    inflight: DashMap::with_hasher(KeyHasher::default()),
                     capacity: (cfg.capacity / n).max(1),
                     base,
                     ttl,
@@ -109,7 +110,7 @@ impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
         Ok(Self {
             inner: Arc::new(Inner {
                 shards,
-                hasher: std::hash::RandomState::new(),
+                hasher: KeyHasher::default(),
                 meters,
                 meter,
                 load_timeout: Duration::from_millis(cfg.load_timeout_ms),
@@ -118,9 +119,14 @@ impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
         })
     }
 
-    /// The cached value, if present and fresh (never loads).
+    /// The cached value, if present and fresh (never loads). Takes any borrowed form of
+    /// the key (`&str` for `String` keys), so a lookup need not allocate one.
     #[inline]
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let state = &self.shard(key).state;
         let entry = state.entries.get(key)?;
         let now = Instant::now();
@@ -252,7 +258,7 @@ impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
     }
 
     #[inline]
-    fn shard(&self, key: &K) -> &Shard<K, V> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V> {
         let n = self.inner.shards.len();
         if n == 1 {
             return &self.inner.shards[0];
