@@ -353,6 +353,7 @@ pub fn store_error(e: StoreError) -> ApiError {
                 "mixed_currency",
                 "all products of an order must have the same currency",
             )]),
+            Conflict::UserGone => ApiError::unauthenticated("the token's user no longer exists"),
         },
     }
 }

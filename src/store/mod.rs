@@ -64,6 +64,9 @@ pub enum Conflict {
     UnknownReferences(Vec<uuid::Uuid>),
     /// An order's products are priced in more than one currency.
     MixedCurrency,
+    /// The acting user's row is gone (a foreign key to `users` failed): the caller's
+    /// account no longer exists, whatever a cached copy of it said.
+    UserGone,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -403,3 +403,50 @@ async fn rules_and_refusals(app: &TestApp) {
     );
 }
 both_stores!(orders_rules, rules_and_refusals);
+
+/// A user row removed under the service (by hand, a restore; the API deletes softly)
+/// while the user is still cached: the order's foreign key to `users` fails, and the
+/// caller gets 401 (its account is gone), never a 500.
+#[actix_web::test]
+async fn an_order_by_a_user_whose_row_vanished_is_401_not_500() {
+    use crate::helpers::{spawn_app, StoreKind};
+    let app = spawn_app(StoreKind::Postgres).await;
+    let admin = app.admin().await;
+    let lamp = create_product(
+        &app,
+        &admin.token,
+        &product_body("GONE", "Lamp", 100, "EUR", 5),
+    )
+    .await;
+    let user = app.new_user().await;
+    // Cached now: authentication loads the user into the per-user cache.
+    assert_eq!(
+        authed_get(&app, "/api/v1/users/me", &user.token)
+            .await
+            .status(),
+        200
+    );
+    let (client, conn) =
+        tokio_postgres::connect(&app.database_url().unwrap(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let id = user.id;
+    client
+        .execute("DELETE FROM refresh_tokens WHERE user_id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .execute("DELETE FROM users WHERE id = $1", &[&id])
+            .await
+            .unwrap(),
+        1
+    );
+    drop(client);
+    let _ = conn.await;
+
+    let res = place(&app, &user.token, Some(&new_key()), &items(&[(&lamp, 1)])).await;
+    problem(res, 401, "unauthenticated").await;
+    assert_eq!(stock(&app, &lamp).await, 5, "nothing was sold");
+}

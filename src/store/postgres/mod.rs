@@ -108,6 +108,15 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
                 other => StoreError::Internal(format!("unique violation on {other:?}")),
             };
         }
+        // Users are deleted softly, so a foreign key to `users` fails only when a row was
+        // removed under the service (by hand, a restore): the caller no longer exists.
+        if *code == SqlState::FOREIGN_KEY_VIOLATION
+            && db
+                .constraint()
+                .is_some_and(|c| c.ends_with("_user_id_fkey"))
+        {
+            return StoreError::Conflict(Conflict::UserGone);
+        }
         let class = &code.code()[..2];
         // 08 connection, 53 insufficient resources, 57 operator intervention (includes
         // statement timeout 57014 and admin shutdown), 58 system error.
