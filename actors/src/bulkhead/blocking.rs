@@ -6,8 +6,9 @@
 //! let hashing = BlockingPool::start("hashing", &cfg.bulkheads.hashing)?;
 //! let ok = hashing.run_blocking(move || verify(&password, &hash)).await?;
 //! ```
-//! The admission slot travels with the job and is released when the job has run (or is
-//! dropped), so at most `max_concurrent` jobs are ever inside the `SyncArbiter`. A caller
+//! The admission slot travels with the job and is released when the job has run, before
+//! its caller is answered (or when the job is dropped unrun), so at most
+//! `max_concurrent` jobs are ever inside the `SyncArbiter`. A caller
 //! cancelled while queued frees its place; one cancelled after admission has its job
 //! skipped if a thread has not started it yet. A panicking job answers its caller
 //! `Panicked`, and its worker actor is stopped and recreated by the `SyncArbiter`
@@ -19,17 +20,16 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{Bulkhead, Slot};
+use super::Bulkhead;
 use crate::config::BulkheadConfig;
 use crate::supervise::{contain, tell, Meter};
 use crate::ActorError;
 
-/// One blocking job with its admission slot.
+/// One blocking job; its closure owns its admission slot.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Job {
     run: Box<dyn FnOnce() + Send>,
-    _slot: Slot,
 }
 
 struct Worker {
@@ -88,11 +88,17 @@ impl BlockingPool {
     {
         let slot = self.admission.acquire().await?;
         let (tx, rx) = oneshot::channel::<Result<T, ActorError>>();
+        // The slot travels inside the job: dropped unrun (cancelled, mailbox refused), the
+        // job frees it; run, it frees it before answering, so a caller that has its
+        // answer never finds its own slot still taken by the next call it makes.
         let run = Box::new(move || {
+            let slot = slot;
             if tx.is_closed() {
                 return; // The caller gave up while the job was queued: skip the work.
             }
-            match catch_unwind(AssertUnwindSafe(f)) {
+            let outcome = catch_unwind(AssertUnwindSafe(f));
+            drop(slot);
+            match outcome {
                 Ok(value) => {
                     let _ = tx.send(Ok(value));
                 }
@@ -102,7 +108,7 @@ impl BlockingPool {
                 }
             }
         });
-        tell(&self.workers, &self.meter, Job { run, _slot: slot })?;
+        tell(&self.workers, &self.meter, Job { run })?;
         // No deadline of its own: the job is admitted and running on a bounded pool; a
         // caller that needs one wraps this call in `tokio::time::timeout`.
         rx.await.map_err(|_| ActorError::Unavailable)?

@@ -198,6 +198,28 @@ async fn blocking_pool_runs_on_its_threads_and_survives_panics() {
     assert_eq!(pool.restarts(), 1);
 }
 
+/// A job frees its slot before its caller hears back: with one slot and no queue, the
+/// caller's next call always finds the slot free (before, the slot went with the job
+/// message and could still be held for a moment after the answer).
+#[actix_rt::test]
+async fn blocking_pool_frees_the_slot_before_answering() {
+    let cfg = BulkheadConfig {
+        max_concurrent: 1,
+        queue_capacity: 0,
+        queue_timeout_ms: 1_000,
+        ..Default::default()
+    };
+    let pool = BlockingPool::start("hashing", &cfg).unwrap();
+    for i in 0..300 {
+        pool.run_blocking(move || i).await.unwrap();
+        let slot = pool.admission().acquire().await;
+        assert!(
+            slot.is_ok(),
+            "call {i}: the slot was still held after the answer"
+        );
+    }
+}
+
 #[actix_rt::test]
 async fn blocking_pool_rejects_when_full() {
     let cfg = BulkheadConfig {
