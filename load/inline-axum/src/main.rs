@@ -29,6 +29,10 @@
 //!     [--user-quota N] [--user-window-secs N] [--pool-size N]
 //! ```
 
+mod args;
+
+use args::{parse_args, usage, Args};
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,58 +72,6 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-
-struct Args {
-    bind: String,
-    workers: usize,
-    database_url: Option<String>,
-    jwt_secret: Option<String>,
-    user_quota: u32,
-    user_window_secs: u64,
-    pool_size: usize,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: bulkhead-inline-axum --database-url URL --jwt-secret S \
-         [--bind ADDR (127.0.0.1:8082)] [--workers N (0 = cores)] \
-         [--user-quota N (1000000000)] [--user-window-secs N (60)] [--pool-size N (16)]"
-    );
-    std::process::exit(2);
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        bind: "127.0.0.1:8082".into(),
-        workers: 0,
-        database_url: None,
-        jwt_secret: None,
-        // As the load harness configures Bulkhead: the limiter runs, it never says no.
-        user_quota: 1_000_000_000,
-        user_window_secs: 60,
-        pool_size: 16,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--bind" => args.bind = value(),
-            "--workers" => args.workers = value().parse().unwrap_or_else(|_| usage()),
-            "--database-url" => args.database_url = Some(value()),
-            "--jwt-secret" => args.jwt_secret = Some(value()),
-            "--user-quota" => args.user_quota = value().parse().unwrap_or_else(|_| usage()),
-            "--user-window-secs" => {
-                args.user_window_secs = value().parse().unwrap_or_else(|_| usage())
-            }
-            "--pool-size" => args.pool_size = value().parse().unwrap_or_else(|_| usage()),
-            _ => usage(),
-        }
-    }
-    if args.user_quota == 0 || args.user_window_secs == 0 || args.pool_size == 0 {
-        usage();
-    }
-    args
-}
 
 /// The access token's claims, as Bulkhead issues and parses them (`src/auth/jwt.rs`).
 #[derive(Deserialize)]
