@@ -141,7 +141,11 @@ fn describe() {
     );
     describe_counter!(
         "bulkhead_bulkhead_rejected_total",
-        "Calls refused by a bulkhead, by reason (queue_full, queue_timeout)"
+        "Calls refused by a bulkhead, by reason (queue_full, expected_wait, queue_timeout)"
+    );
+    describe_gauge!(
+        "bulkhead_bulkhead_limit",
+        "Concurrency limit in force, by bulkhead (adaptive for the database bulkheads)"
     );
     describe_histogram!(
         "bulkhead_bulkhead_queue_wait_seconds",

@@ -219,9 +219,18 @@ pub struct BulkheadConfig {
     /// A queued caller not admitted within this is rejected.
     pub queue_timeout_ms: u64,
     /// Reject at once a caller whose expected wait (its place in the queue times the
-    /// mean time a slot is held, over `max_concurrent`) exceeds `queue_timeout_ms`,
+    /// mean time a slot is held, over the concurrency limit) exceeds `queue_timeout_ms`,
     /// instead of letting it wait out the deadline to be rejected then.
     pub reject_expected_timeouts: bool,
+    /// Adapt the concurrency limit, between `min_concurrent` and `max_concurrent`, to
+    /// what the dependency serves in parallel, judged from how long calls hold a slot
+    /// (TCP Vegas). Not for the blocking pool, whose threads are fixed.
+    pub adaptive: bool,
+    /// The adaptive limit's floor.
+    pub min_concurrent: usize,
+    /// How old the adaptive limit's no-load hold time may grow while the limit is in
+    /// use before it is measured again, with a few calls run one at a time.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for BulkheadConfig {
@@ -231,6 +240,9 @@ impl Default for BulkheadConfig {
             queue_capacity: 64,
             queue_timeout_ms: 250,
             reject_expected_timeouts: true,
+            adaptive: false,
+            min_concurrent: 1,
+            probe_interval_ms: 5_000,
         }
     }
 }
@@ -241,6 +253,11 @@ impl BulkheadConfig {
         if self.max_concurrent > 10_000 {
             return Err("max_concurrent must be at most 10000".into());
         }
+        positive(self.min_concurrent as u64, "min_concurrent")?;
+        if self.min_concurrent > self.max_concurrent {
+            return Err("min_concurrent must be at most max_concurrent".into());
+        }
+        positive(self.probe_interval_ms, "probe_interval_ms")?;
         positive(self.queue_timeout_ms, "queue_timeout_ms")
     }
 }

@@ -178,6 +178,12 @@ impl Config {
             b.validate()
                 .map_err(|m| invalid(&format!("bulkheads.{name}"), m))?;
         }
+        if self.bulkheads.hashing.adaptive {
+            return bad(
+                "bulkheads.hashing.adaptive",
+                "must be false: the hashing pool's threads are fixed",
+            );
+        }
         self.cache
             .users
             .validate()

@@ -107,6 +107,10 @@ fn a_partial_section_keeps_the_other_defaults() {
         cfg.bulkheads.db_read.queue_capacity,
         d.bulkheads.db_read.queue_capacity
     );
+    assert!(
+        cfg.bulkheads.db_read.adaptive,
+        "the database bulkheads adapt by default"
+    );
     assert_eq!(cfg.rate_limits.user.quota, 42);
     assert_eq!(
         cfg.rate_limits.user,
@@ -146,4 +150,19 @@ fn redacted_output_hides_secrets() {
     assert!(!text.contains("0123456789abcdef"), "{text}");
     assert!(!text.contains(":pw@"), "{text}");
     assert!(text.contains("<redacted>"), "{text}");
+}
+
+#[test]
+fn the_hashing_pool_cannot_adapt_and_min_concurrent_is_bounded() {
+    let err = Config::from_toml_str("[bulkheads.hashing]\nadaptive = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bulkheads.hashing.adaptive"), "{err}");
+    let err = Config::from_toml_str("[bulkheads.db_read]\nmin_concurrent = 17\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bulkheads.db_read") && err.contains("min_concurrent"),
+        "{err}"
+    );
 }

@@ -40,6 +40,7 @@ async fn exposition_is_valid_and_bounded(app: &TestApp) {
         "bulkhead_http_requests_in_flight",
         "bulkhead_ratelimit_decisions_total{",
         "bulkhead_bulkhead_in_flight{",
+        "bulkhead_bulkhead_limit{bulkhead=\"db_read\"} ",
         "bulkhead_bulkhead_queue_wait_seconds_bucket{",
         "bulkhead_cache_hits_total{",
         "bulkhead_cache_misses_total{",

@@ -67,6 +67,12 @@ pub struct BlockingPool {
 impl BlockingPool {
     /// Starts `cfg.max_concurrent` threads; call inside a running actix `System`.
     pub fn start(name: impl Into<String>, cfg: &BulkheadConfig) -> Result<Self, String> {
+        let name = name.into();
+        if cfg.adaptive {
+            return Err(format!(
+                "bulkheads.{name}.adaptive: the blocking pool's threads are fixed; set it to false"
+            ));
+        }
         let admission = Bulkhead::new(name, cfg)?;
         let meter = Arc::new(Meter::new("bulkhead"));
         let factory_meter = meter.clone();

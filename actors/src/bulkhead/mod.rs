@@ -14,11 +14,18 @@
 //! With `reject_expected_timeouts` (the default), a caller that would queue behind more
 //! work than the deadline allows is rejected at once (`reason="expected_wait"`): its
 //! expected wait is its queue place times the mean time a slot is held (a moving average
-//! of the calls that released one) over `max_concurrent`. Under sustained overload the
+//! of the calls that released one) over the concurrency limit. Under sustained overload the
 //! queue so holds about a deadline's worth of work: admitted calls wait at most about the
 //! deadline and the excess gets its 503 in microseconds instead of after the deadline,
 //! while a burst that the slots will absorb in time still queues. A slow dependency
 //! raises the mean and shortens the queue on its own.
+//!
+//! With `adaptive` (the default for the database bulkheads) the limit is not fixed:
+//! it moves between `min_concurrent` and `max_concurrent` to a few calls above what the
+//! dependency runs in parallel, judged from the hold times (TCP Vegas, see [`adaptive`]).
+//! A database on a small machine so gets the few concurrent queries it can serve well,
+//! and one with many cores gets the whole pool. Lowering the limit takes effect as
+//! running calls finish (their permits are forgotten instead of returned).
 //!
 //! No actor here, on purpose: admission is a `tokio::sync::Semaphore` plus an atomic queue
 //! counter, which is exactly the bounded state a bulkhead needs; an actor hop in front of
@@ -26,20 +33,22 @@
 //!
 //! Metrics: `bulkhead_bulkhead_in_flight{bulkhead}`, `bulkhead_bulkhead_queued{bulkhead}`,
 //! `bulkhead_bulkhead_rejected_total{bulkhead, reason}` (`queue_full`, `expected_wait`,
-//! `queue_timeout`),
-//! `bulkhead_bulkhead_queue_wait_seconds{bulkhead}`.
+//! `queue_timeout`), `bulkhead_bulkhead_queue_wait_seconds{bulkhead}`,
+//! `bulkhead_bulkhead_limit{bulkhead}` (the concurrency limit in force).
 
+mod adaptive;
 mod blocking;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use adaptive::Vegas;
 pub use blocking::BlockingPool;
 
 use crate::circuit::{Circuit, Classify};
@@ -53,13 +62,21 @@ struct Meters {
     expected_wait: Counter,
     queue_timeout: Counter,
     wait: Histogram,
+    limit: Gauge,
 }
 
 struct Inner {
     name: String,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
-    max_concurrent: usize,
+    /// Slots held now.
+    in_flight: AtomicUsize,
+    /// The limit queue waits are estimated with (fixed: `max_concurrent`).
+    limit: AtomicUsize,
+    /// Permits to forget instead of returning, when the adaptive limit was lowered
+    /// below the permits held.
+    debt: AtomicUsize,
+    adaptive: Option<Mutex<Vegas>>,
     queue_capacity: usize,
     queue_timeout: Duration,
     reject_expected_timeouts: bool,
@@ -89,8 +106,49 @@ impl Inner {
             return false;
         }
         let mean = self.mean_hold_ns.load(Ordering::Relaxed) as u128;
-        let expected = (ahead as u128 + 1) * mean / self.max_concurrent as u128;
+        let limit = self.limit.load(Ordering::Relaxed).max(1) as u128;
+        let expected = (ahead as u128 + 1) * mean / limit;
         expected > self.queue_timeout.as_nanos()
+    }
+
+    /// A slot was released: feeds the adaptive limit, then returns the permit, or
+    /// forgets it when the limit was lowered below the permits out.
+    fn release(&self, permit: OwnedSemaphorePermit, held: Duration, started_with: usize) {
+        if let Some(vegas) = &self.adaptive {
+            let mut v = vegas.lock().unwrap_or_else(|e| e.into_inner());
+            let old = v.limit();
+            if let Some(new) = v.on_release(held, started_with, Instant::now()) {
+                self.limit.store(v.steady_limit(), Ordering::Relaxed);
+                self.meters.limit.set(new as f64);
+                if new > old {
+                    self.raise(new - old);
+                } else {
+                    self.lower(old - new);
+                }
+            }
+        }
+        let owed = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1));
+        if owed.is_ok() {
+            permit.forget();
+        }
+    }
+
+    fn raise(&self, by: usize) {
+        let mut paid = 0;
+        let _ = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                paid = d.min(by);
+                Some(d - paid)
+            });
+        self.slots.add_permits(by - paid);
+    }
+
+    fn lower(&self, by: usize) {
+        let forgotten = self.slots.forget_permits(by);
+        self.debt.fetch_add(by - forgotten, Ordering::AcqRel);
     }
 }
 
@@ -102,15 +160,22 @@ pub struct Bulkhead {
 
 /// A taken slot; released on drop.
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     inner: Arc<Inner>,
     taken: Instant,
+    /// Slots held when this one was taken, itself included.
+    started_with: usize,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.inner.record_hold(self.taken.elapsed());
+        let held = self.taken.elapsed();
+        self.inner.record_hold(held);
+        self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.inner.meters.in_flight.decrement(1.0);
+        if let Some(permit) = self.permit.take() {
+            self.inner.release(permit, held, self.started_with);
+        }
     }
 }
 
@@ -135,13 +200,25 @@ impl Bulkhead {
             expected_wait: metrics::counter!("bulkhead_bulkhead_rejected_total", "bulkhead" => name.clone(), "reason" => "expected_wait"),
             queue_timeout: metrics::counter!("bulkhead_bulkhead_rejected_total", "bulkhead" => name.clone(), "reason" => "queue_timeout"),
             wait: metrics::histogram!("bulkhead_bulkhead_queue_wait_seconds", "bulkhead" => name.clone()),
+            limit: metrics::gauge!("bulkhead_bulkhead_limit", "bulkhead" => name.clone()),
         };
+        meters.limit.set(cfg.max_concurrent as f64);
+        let adaptive = cfg.adaptive.then(|| {
+            Mutex::new(Vegas::new(
+                cfg.min_concurrent,
+                cfg.max_concurrent,
+                Duration::from_millis(cfg.probe_interval_ms),
+            ))
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 name,
                 slots: Arc::new(Semaphore::new(cfg.max_concurrent)),
                 queued: AtomicUsize::new(0),
-                max_concurrent: cfg.max_concurrent,
+                in_flight: AtomicUsize::new(0),
+                limit: AtomicUsize::new(cfg.max_concurrent),
+                debt: AtomicUsize::new(0),
+                adaptive,
                 queue_capacity: cfg.queue_capacity,
                 queue_timeout: Duration::from_millis(cfg.queue_timeout_ms),
                 reject_expected_timeouts: cfg.reject_expected_timeouts,
@@ -203,7 +280,22 @@ impl Bulkhead {
 
     /// Calls running now.
     pub fn in_flight(&self) -> usize {
-        self.inner.max_concurrent - self.inner.slots.available_permits()
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The concurrency limit in force: `max_concurrent`, or the adaptive limit (1 while
+    /// it probes the no-load hold time).
+    pub fn limit(&self) -> usize {
+        match &self.inner.adaptive {
+            Some(v) => v.lock().unwrap_or_else(|e| e.into_inner()).limit(),
+            None => self.inner.limit.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The adaptive limit's estimate of a call's hold time when it runs alone.
+    pub fn noload_hold(&self) -> Option<Duration> {
+        let v = self.inner.adaptive.as_ref()?;
+        v.lock().unwrap_or_else(|e| e.into_inner()).noload()
     }
 
     /// Callers waiting now.
@@ -212,11 +304,13 @@ impl Bulkhead {
     }
 
     fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
+        let started_with = self.inner.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         self.inner.meters.in_flight.increment(1.0);
         Slot {
-            _permit: permit,
+            permit: Some(permit),
             inner: self.inner.clone(),
             taken: Instant::now(),
+            started_with,
         }
     }
 

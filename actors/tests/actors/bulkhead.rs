@@ -65,6 +65,7 @@ async fn callers_expected_to_time_out_are_rejected_at_once() {
                 queue_capacity: 100,
                 queue_timeout_ms: 100,
                 reject_expected_timeouts: reject,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -278,4 +279,108 @@ async fn guarded_combines_bulkhead_and_circuit() {
     let open = guarded(&b, &c, async { Ok(()) }, classify).await;
     assert!(matches!(open, Err(ActorError::CircuitOpen { .. })));
     assert_eq!(b.in_flight(), 0);
+}
+
+/// A dependency that runs `parallel` calls at once, each for 1 ms, and queues the rest
+/// inside itself (a database with that many cores); 48 callers in a closed loop through
+/// an adaptive bulkhead of up to 16. Returns the bulkhead and the most calls seen inside
+/// the dependency during the second half of the run.
+async fn drive_adaptive(parallel: usize) -> (Bulkhead, usize) {
+    let b = Bulkhead::new(
+        "db_read",
+        &BulkheadConfig {
+            max_concurrent: 16,
+            queue_capacity: 1_000,
+            queue_timeout_ms: 60_000,
+            reject_expected_timeouts: false,
+            adaptive: true,
+            min_concurrent: 1,
+            probe_interval_ms: 1_000,
+        },
+    )
+    .unwrap();
+    let cores = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let (inside, late_max, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let calls = 400;
+    let tasks: Vec<_> = (0..48)
+        .map(|_| {
+            let (b, cores) = (b.clone(), cores.clone());
+            let (inside, late_max, done) = (inside.clone(), late_max.clone(), done.clone());
+            tokio::spawn(async move {
+                for _ in 0..calls {
+                    b.run(async {
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        if done.load(Ordering::SeqCst) > 48 * calls / 2 {
+                            late_max.fetch_max(n, Ordering::SeqCst);
+                        }
+                        let _core = cores.acquire().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                    .expect("the queue is large and the deadline long");
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(b.in_flight(), 0);
+    (b, late_max.load(Ordering::SeqCst))
+}
+
+/// One core: 16 calls at once would each take 16 ms for the throughput of one. The
+/// limit falls to a few, and the dependency never sees more than the limit.
+#[tokio::test(start_paused = true)]
+async fn adaptive_limit_falls_to_what_a_one_core_dependency_serves() {
+    let (b, late_max) = drive_adaptive(1).await;
+    let noload = b.noload_hold().expect("measured");
+    assert!(
+        noload >= Duration::from_millis(1) && noload < Duration::from_millis(2),
+        "no-load hold {noload:?}"
+    );
+    assert!((2..=6).contains(&b.limit()), "limit {}", b.limit());
+    assert!(
+        late_max <= 6,
+        "{late_max} calls inside the dependency at once"
+    );
+    assert_exact_permits(&b).await;
+}
+
+/// Eight cores: the limit settles a few above eight; 64 cores: it keeps all 16.
+#[tokio::test(start_paused = true)]
+async fn adaptive_limit_follows_the_dependency_parallelism() {
+    let (b, late_max) = drive_adaptive(8).await;
+    assert!((9..=13).contains(&b.limit()), "limit {}", b.limit());
+    assert!(late_max <= 13);
+    assert_exact_permits(&b).await;
+    let (b, late_max) = drive_adaptive(64).await;
+    assert_eq!(b.limit(), 16);
+    assert_eq!(late_max, 16, "the whole limit is used");
+    assert_exact_permits(&b).await;
+}
+
+/// At rest, exactly `limit()` slots can be taken at once: lowering (forgetting permits
+/// as calls finish) and raising the limit left no permit too many or too few.
+async fn assert_exact_permits(b: &Bulkhead) {
+    let limit = b.limit();
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        let mut next = Box::pin(b.acquire());
+        match poll_once(next.as_mut()) {
+            Poll::Ready(Ok(slot)) => held.push(slot),
+            _ => panic!("slot {} of {limit} not free at rest", held.len() + 1),
+        }
+    }
+    let mut over = Box::pin(b.acquire());
+    assert!(
+        poll_once(over.as_mut()).is_pending(),
+        "a slot beyond the limit {limit}"
+    );
 }
