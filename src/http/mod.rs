@@ -5,13 +5,15 @@
 //! 1. [`request::middleware`]: request id, log span, problem rendering, access log; it
 //!    must see every response, errors of inner layers included, so it is outermost.
 //! 2. CORS: answers preflights itself, before authentication and rate limits see them.
-//! 3. compression: inside the problem rendering, so error bodies are compressed too.
+//! 3. compression ([`compress::CompressIfAsked`]): inside the problem rendering, so error
+//!    bodies are compressed too.
 //! 4. [`auth::middleware`]: the caller, before rate limiting, which keys on it.
 //! 5. [`ratelimit::middleware`]: per user or per IP; innermost, so a rejected token
 //!    never spends a user's quota and a limited request never reaches a handler.
 
 pub mod auth;
 pub mod client_ip;
+pub mod compress;
 pub mod etag;
 pub mod extract;
 mod health;
@@ -33,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_cors::Cors;
-use actix_web::middleware::{from_fn, Compress, Condition};
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
@@ -122,7 +124,7 @@ pub fn app(
         .app_data(extract::path_config())
         .wrap(from_fn(ratelimit::middleware))
         .wrap(from_fn(auth::middleware))
-        .wrap(Compress::default())
+        .wrap(compress::CompressIfAsked)
         .wrap(Condition::new(
             !cors_origins.is_empty(),
             cors(&cors_origins),

@@ -17,6 +17,7 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 use bulkhead_actors::Decision;
+use bytes::Bytes;
 
 use super::auth::Caller;
 use super::problem::{retry_after_secs, ApiError, ErrorCode};
@@ -116,38 +117,66 @@ pub fn limited(decision: &Decision) -> ApiError {
 ///
 /// On every limited response, so built without formatting machinery: the two values
 /// fixed per policy (`RateLimit-Policy`, `X-RateLimit-Limit`) are made once per worker
-/// thread and cloned (a reference count), the three that change are written with `itoa`.
+/// thread and cloned (a reference count). The three that change share one allocation:
+/// the `RateLimit` line holds both numbers, and `X-RateLimit-Remaining` and
+/// `X-RateLimit-Reset` are slices of it.
 pub fn apply_headers(headers: &mut HeaderMap, name: &'static str, decision: &Decision) {
     let reset = retry_after_secs(decision.reset).min(decision.window_secs.max(1));
     let reset = if decision.reset.is_zero() { 0 } else { reset };
     let (policy, limit) = fixed_values(name, decision);
     headers.insert(RATELIMIT_POLICY, policy);
     headers.insert(X_LIMIT, limit);
-    headers.insert(X_REMAINING, HeaderValue::from(decision.remaining));
-    headers.insert(X_RESET, HeaderValue::from(reset));
     // "name";r=<remaining>;t=<reset>
     let mut remaining = itoa::Buffer::new();
+    let remaining = remaining.format(decision.remaining).as_bytes();
     let mut reset_digits = itoa::Buffer::new();
+    let reset_digits = reset_digits.format(reset).as_bytes();
     let parts: [&[u8]; 6] = [
         b"\"",
         name.as_bytes(),
         b"\";r=",
-        remaining.format(decision.remaining).as_bytes(),
+        remaining,
         b";t=",
-        reset_digits.format(reset).as_bytes(),
+        reset_digits,
     ];
-    let mut line = [0u8; 96];
-    let mut len = 0;
+    let mut line = Line {
+        buf: [0; 96],
+        len: 0,
+    };
     for part in parts {
-        let end = len + part.len();
-        if end > line.len() {
+        let end = line.len + part.len();
+        if end > line.buf.len() {
+            // Longer than any policy name makes it: the two numbers alone.
+            headers.insert(X_REMAINING, HeaderValue::from(decision.remaining));
+            headers.insert(X_RESET, HeaderValue::from(reset));
             return;
         }
-        line[len..end].copy_from_slice(part);
-        len = end;
+        line.buf[line.len..end].copy_from_slice(part);
+        line.len = end;
     }
-    if let Ok(v) = HeaderValue::from_bytes(&line[..len]) {
+    let reset_at = line.len - reset_digits.len()..line.len;
+    let remaining_at = reset_at.start - 3 - remaining.len()..reset_at.start - 3;
+    let line = Bytes::from_owner(line);
+    for (header, at) in [(X_REMAINING, remaining_at), (X_RESET, reset_at)] {
+        // Digits: always a valid value.
+        if let Ok(v) = HeaderValue::from_maybe_shared(line.slice(at)) {
+            headers.insert(header, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(line) {
         headers.insert(RATELIMIT, v);
+    }
+}
+
+/// The `RateLimit` line, held in place by the one allocation its `Bytes` makes.
+struct Line {
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Line {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 

@@ -23,6 +23,7 @@ use super::problem::{ErrorCode, PendingProblem, PROBLEM_JSON};
 use super::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Facts about the request every later layer may need.
 #[derive(Debug, Clone)]
@@ -62,13 +63,17 @@ pub async fn middleware(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let client_ip = {
         let peer = req.peer_addr().map(|a| a.ip());
-        let xff = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
         let trusted = state
             .as_ref()
             .map_or(&[][..], |s| &s.config.server.trusted_proxies[..]);
+        // Only read behind a trusted proxy; by name, not by a string parsed per request.
+        let xff = if trusted.is_empty() {
+            None
+        } else {
+            req.headers()
+                .get(&X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+        };
         super::client_ip::resolve(peer, xff, trusted)
     };
     req.extensions_mut().insert(RequestContext {

@@ -164,10 +164,16 @@ async fn anonymous_requests_are_limited_per_ip() {
         assert_eq!(h["ratelimit-policy"], "\"ip\";q=3;w=60");
         assert_eq!(h["x-ratelimit-limit"], "3");
         assert_eq!(h["x-ratelimit-remaining"], (2 - i).to_string().as_str());
-        assert!(h["ratelimit"]
-            .to_str()
-            .unwrap()
-            .starts_with(&format!("\"ip\";r={}", 2 - i)));
+        assert_eq!(
+            h["ratelimit"].to_str().unwrap(),
+            format!(
+                "\"ip\";r={};t={}",
+                2 - i,
+                h["x-ratelimit-reset"].to_str().unwrap()
+            )
+        );
+        let reset: u64 = h["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+        assert!(reset <= 60);
     }
     let res = app.post_json("/api/v1/users", &json!({})).await;
     let retry: u64 = res.headers()["retry-after"]
