@@ -107,10 +107,7 @@ fn a_partial_section_keeps_the_other_defaults() {
         cfg.bulkheads.db_read.queue_capacity,
         d.bulkheads.db_read.queue_capacity
     );
-    assert!(
-        cfg.bulkheads.db_read.adaptive,
-        "the database bulkheads adapt by default"
-    );
+    assert_eq!(cfg.bulkheads.db_read.adaptive, d.bulkheads.db_read.adaptive);
     assert_eq!(cfg.rate_limits.user.quota, 42);
     assert_eq!(
         cfg.rate_limits.user,

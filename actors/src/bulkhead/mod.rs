@@ -20,7 +20,7 @@
 //! while a burst that the slots will absorb in time still queues. A slow dependency
 //! raises the mean and shortens the queue on its own.
 //!
-//! With `adaptive` (the default for the database bulkheads) the limit is not fixed:
+//! With `adaptive` (off by default: load/README.md has why) the limit is not fixed:
 //! it moves between `min_concurrent` and `max_concurrent` to a few calls above what the
 //! dependency runs in parallel, judged from the hold times (TCP Vegas, see [`adaptive`]).
 //! A database on a small machine so gets the few concurrent queries it can serve well,
