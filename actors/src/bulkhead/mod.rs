@@ -73,10 +73,7 @@ struct Inner {
     in_flight: AtomicUsize,
     /// The limit queue waits are estimated with (fixed: `max_concurrent`).
     limit: AtomicUsize,
-    /// Permits to forget instead of returning, when the adaptive limit was lowered
-    /// below the permits held.
-    debt: AtomicUsize,
-    adaptive: Option<Mutex<Vegas>>,
+    adaptive: Option<Mutex<Adaptive>>,
     queue_capacity: usize,
     queue_timeout: Duration,
     reject_expected_timeouts: bool,
@@ -114,42 +111,34 @@ impl Inner {
     /// A slot was released: feeds the adaptive limit, then returns the permit, or
     /// forgets it when the limit was lowered below the permits out.
     fn release(&self, permit: OwnedSemaphorePermit, held: Duration, started_with: usize) {
-        if let Some(vegas) = &self.adaptive {
-            let mut v = vegas.lock().unwrap_or_else(|e| e.into_inner());
-            let old = v.limit();
-            if let Some(new) = v.on_release(held, started_with, Instant::now()) {
-                self.limit.store(v.steady_limit(), Ordering::Relaxed);
-                self.meters.limit.set(new as f64);
-                if new > old {
-                    self.raise(new - old);
-                } else {
-                    self.lower(old - new);
-                }
+        let Some(adaptive) = &self.adaptive else {
+            return; // the permit goes back on drop
+        };
+        let mut a = adaptive.lock().unwrap_or_else(|e| e.into_inner());
+        let old = a.vegas.limit();
+        if let Some(new) = a.vegas.on_release(held, started_with, Instant::now()) {
+            self.limit.store(a.vegas.steady_limit(), Ordering::Relaxed);
+            self.meters.limit.set(new as f64);
+            if new > old {
+                let paid = a.debt.min(new - old);
+                a.debt -= paid;
+                self.slots.add_permits(new - old - paid);
+            } else {
+                a.debt += (old - new) - self.slots.forget_permits(old - new);
             }
         }
-        let owed = self
-            .debt
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1));
-        if owed.is_ok() {
+        if a.debt > 0 {
+            a.debt -= 1;
             permit.forget();
         }
     }
+}
 
-    fn raise(&self, by: usize) {
-        let mut paid = 0;
-        let _ = self
-            .debt
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                paid = d.min(by);
-                Some(d - paid)
-            });
-        self.slots.add_permits(by - paid);
-    }
-
-    fn lower(&self, by: usize) {
-        let forgotten = self.slots.forget_permits(by);
-        self.debt.fetch_add(by - forgotten, Ordering::AcqRel);
-    }
+/// The adaptive limit and the permits it still has to take back: lowering the limit
+/// forgets the free permits at once and owes the rest, paid as held ones are released.
+struct Adaptive {
+    vegas: Vegas,
+    debt: usize,
 }
 
 /// Handle to one workload class's admission. Cheap to clone; `Send + Sync`.
@@ -204,11 +193,14 @@ impl Bulkhead {
         };
         meters.limit.set(cfg.max_concurrent as f64);
         let adaptive = cfg.adaptive.then(|| {
-            Mutex::new(Vegas::new(
-                cfg.min_concurrent,
-                cfg.max_concurrent,
-                Duration::from_millis(cfg.probe_interval_ms),
-            ))
+            Mutex::new(Adaptive {
+                vegas: Vegas::new(
+                    cfg.min_concurrent,
+                    cfg.max_concurrent,
+                    Duration::from_millis(cfg.probe_interval_ms),
+                ),
+                debt: 0,
+            })
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -217,7 +209,6 @@ impl Bulkhead {
                 queued: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
                 limit: AtomicUsize::new(cfg.max_concurrent),
-                debt: AtomicUsize::new(0),
                 adaptive,
                 queue_capacity: cfg.queue_capacity,
                 queue_timeout: Duration::from_millis(cfg.queue_timeout_ms),
@@ -287,15 +278,15 @@ impl Bulkhead {
     /// it probes the no-load hold time).
     pub fn limit(&self) -> usize {
         match &self.inner.adaptive {
-            Some(v) => v.lock().unwrap_or_else(|e| e.into_inner()).limit(),
+            Some(a) => a.lock().unwrap_or_else(|e| e.into_inner()).vegas.limit(),
             None => self.inner.limit.load(Ordering::Relaxed),
         }
     }
 
     /// The adaptive limit's estimate of a call's hold time when it runs alone.
     pub fn noload_hold(&self) -> Option<Duration> {
-        let v = self.inner.adaptive.as_ref()?;
-        v.lock().unwrap_or_else(|e| e.into_inner()).noload()
+        let a = self.inner.adaptive.as_ref()?;
+        a.lock().unwrap_or_else(|e| e.into_inner()).vegas.noload()
     }
 
     /// Callers waiting now.
