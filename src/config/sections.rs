@@ -6,8 +6,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BulkheadConfig, CacheConfig, CircuitConfig, DatabaseUrl, PolicyConfig, RateLimiterConfig,
-    Secret,
+    BulkheadConfig, CacheConfig, CircuitConfig, DatabaseUrl, InvalidationConfig, PolicyConfig,
+    RateLimiterConfig, Secret, UsersCacheConfig,
 };
 
 /// The whole configuration of one Bulkhead process.
@@ -22,6 +22,7 @@ pub struct Config {
     pub circuits: CircuitsConfig,
     pub bulkheads: BulkheadsConfig,
     pub cache: CachesConfig,
+    pub invalidation: InvalidationConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -271,7 +272,7 @@ impl Default for BulkheadsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CachesConfig {
     /// Per-user state for the auth check and `GET /users/me`.
-    pub users: CacheConfig,
+    pub users: UsersCacheConfig,
     /// Access tokens already verified (signature, `iss`, `aud`), by their exact bytes;
     /// `exp` is still checked on every use.
     pub tokens: CacheConfig,

@@ -25,6 +25,7 @@ use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::domain::user::Role;
 use crate::http::problem::{ApiError, ErrorCode, FieldError};
+use crate::invalidation::{Invalidations, Invalidator};
 use crate::store::{Backend, Conflict, Store, StoreError};
 pub use users::CachedUser;
 
@@ -66,6 +67,11 @@ pub struct Services {
     pub limiter: Option<(RateLimiter, Policies)>,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
+    /// Changes committed by other instances: applied to `users`, and offered to product
+    /// caches ([`Invalidations::subscribe_products`]).
+    pub invalidations: Arc<Invalidations>,
+    /// Held so the listener lives as long as the services (`None`: nothing to listen to).
+    _invalidator: Option<actix::Addr<Invalidator>>,
 }
 
 impl Services {
@@ -83,7 +89,26 @@ impl Services {
             }
             Backend::Memory => None,
         };
-        let users = UserCache::start("users", &config.cache.users).map_err(err)?;
+        let users = UserCache::start_versioned(
+            "users",
+            &config.cache.users.cache(),
+            |u: &Arc<CachedUser>| u.version,
+        )
+        .map_err(err)?;
+        // Postgres only: the embedded store is one process, its own writes invalidate.
+        let database_url = match (store.backend(), &config.database.url) {
+            (Backend::Postgres, Some(url)) if config.invalidation.enabled => Some(url),
+            _ => None,
+        };
+        let invalidations = Invalidations::new(&config, users.clone(), database_url.is_some());
+        let invalidator = match database_url {
+            Some(url) => Some(Invalidator::start(
+                invalidations.clone(),
+                config.invalidation.clone(),
+                url.expose(),
+            )?),
+            None => None,
+        };
         let tokens = UserCache::start("tokens", &config.cache.tokens).map_err(err)?;
         let r = &config.rate_limits;
         let limiter = if r.enabled {
@@ -135,6 +160,8 @@ impl Services {
             limiter,
             jwt,
             passwords,
+            invalidations,
+            _invalidator: invalidator,
         })
     }
 

@@ -4,3 +4,4 @@
 mod instance;
 
 mod harness;
+mod invalidation;
