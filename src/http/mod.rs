@@ -14,13 +14,13 @@
 pub mod auth;
 pub mod client_ip;
 pub mod compress;
-pub mod etag;
+pub use crate::domain::precondition as etag;
 pub mod extract;
 mod health;
 pub mod openapi;
 mod orders;
 pub mod pagination;
-pub mod problem;
+pub use crate::error as problem;
 mod products;
 pub mod ratelimit;
 pub mod request;
