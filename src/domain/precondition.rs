@@ -1,65 +1,69 @@
-//! Strong ETags from record versions, and the conditional headers that use them.
+//! Preconditions of a write, and the entity tags they compare.
 //!
-//! `If-None-Match` on GET answers 304 when it names the current ETag (weak comparison, as
-//! RFC 9110 says for that header). `If-Match` on PUT/PATCH/DELETE is checked by the store
-//! inside the write (`WHERE version = ...`), so a concurrent writer cannot slip between
-//! the check and the write: see [`IfMatch`].
+//! Every versioned record (user, product, order) has a strong entity tag derived from its
+//! version, `"v<version>"`. A write may be conditional on the record's current version
+//! ([`IfMatch`], parsed from `If-Match` by the HTTP layer); the store checks the condition
+//! inside the write (`WHERE version = ...` or under its mutex), so a concurrent writer
+//! cannot slip between the check and the write.
 
-use actix_web::http::header;
-use actix_web::HttpRequest;
+use bytes::Bytes;
 
-/// The strong ETag of version `v` of a resource.
-pub fn for_version(v: i64) -> String {
-    format!("\"v{v}\"")
+/// The strong entity tag of a version: `"v<version>"`, visible ASCII by construction,
+/// held as shared bytes so a cached copy is served without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(Bytes);
+
+impl ETag {
+    pub fn for_version(v: i64) -> Self {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(v).as_bytes();
+        let mut tag = Vec::with_capacity(digits.len() + 3);
+        tag.extend_from_slice(b"\"v");
+        tag.extend_from_slice(digits);
+        tag.push(b'"');
+        Self(Bytes::from(tag))
+    }
+
+    /// The tag's bytes: a quote, `v`, an optional `-`, ASCII digits, a quote.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        // ASCII by construction: never the empty fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The version an entity tag names, if it is a strong tag of ours.
+    pub fn version_of(tag: &str) -> Option<i64> {
+        tag.strip_prefix("\"v")?.strip_suffix('"')?.parse().ok()
+    }
 }
 
-/// The version an ETag names, if it is one of ours.
-fn version_of(tag: &str) -> Option<i64> {
-    tag.strip_prefix("\"v")?.strip_suffix('"')?.parse().ok()
-}
-
-fn tags(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<String>> {
-    let values: Vec<String> = req
-        .headers()
-        .get_all(name)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
-    (!values.is_empty()).then_some(values)
-}
-
-/// Whether `If-None-Match` names `etag` (or `*`): answer 304 Not Modified.
-pub fn not_modified(req: &HttpRequest, etag: &str) -> bool {
-    let Some(tags) = tags(req, header::IF_NONE_MATCH) else {
-        return false;
-    };
-    tags.iter()
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
-}
-
-/// What `If-Match` asks of a write.
+/// What a write requires of the record's current version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfMatch {
-    /// No `If-Match`: write unconditionally.
+    /// No condition: write unconditionally.
     Absent,
-    /// `If-Match: *`: the resource must exist.
+    /// `*`: the record must exist.
     Any,
-    /// The current version must be one of these (empty: nothing can match -> 412).
+    /// The current version must be one of these (empty: nothing can match, the write is
+    /// refused).
     Versions(Vec<i64>),
 }
 
 impl IfMatch {
-    pub fn from_request(req: &HttpRequest) -> Self {
-        let Some(tags) = tags(req, header::IF_MATCH) else {
-            return IfMatch::Absent;
-        };
-        if tags.iter().any(|t| t == "*") {
-            return IfMatch::Any;
+    /// The condition the entity tags of an `If-Match` list state (`*` or tags). Weak tags
+    /// and tags not of ours never match under If-Match's strong comparison.
+    pub fn from_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut versions = Vec::new();
+        for tag in tags {
+            if tag == "*" {
+                return IfMatch::Any;
+            }
+            versions.extend(ETag::version_of(tag));
         }
-        // Weak tags never match under If-Match's strong comparison.
-        IfMatch::Versions(tags.iter().filter_map(|t| version_of(t)).collect())
+        IfMatch::Versions(versions)
     }
 
     /// Whether a record at `version` satisfies the condition.
@@ -69,50 +73,36 @@ impl IfMatch {
             IfMatch::Versions(v) => v.contains(&version),
         }
     }
+
+    /// The versions a record must be at, as a store query takes them (`None`: any).
+    pub fn versions(&self) -> Option<&[i64]> {
+        match self {
+            IfMatch::Absent | IfMatch::Any => None,
+            IfMatch::Versions(v) => Some(v),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
 
     #[test]
     fn etags_round_trip() {
-        assert_eq!(for_version(7), "\"v7\"");
-        assert_eq!(version_of(&for_version(7)), Some(7));
-        assert_eq!(version_of("W/\"v7\""), None);
+        assert_eq!(ETag::for_version(7).as_str(), "\"v7\"");
+        assert_eq!(ETag::version_of(ETag::for_version(7).as_str()), Some(7));
+        assert_eq!(ETag::version_of(ETag::for_version(-3).as_str()), Some(-3));
+        assert_eq!(ETag::version_of("W/\"v7\""), None);
     }
 
     #[test]
-    fn if_none_match() {
-        let req = TestRequest::default()
-            .insert_header((header::IF_NONE_MATCH, "\"v1\", W/\"v3\""))
-            .to_http_request();
-        assert!(not_modified(&req, "\"v1\""));
-        assert!(not_modified(&req, "\"v3\""));
-        assert!(!not_modified(&req, "\"v2\""));
-        let any = TestRequest::default()
-            .insert_header((header::IF_NONE_MATCH, "*"))
-            .to_http_request();
-        assert!(not_modified(&any, "\"v9\""));
-    }
-
-    #[test]
-    fn if_match() {
-        let req = TestRequest::default().to_http_request();
-        assert_eq!(IfMatch::from_request(&req), IfMatch::Absent);
-        let req = TestRequest::default()
-            .insert_header((header::IF_MATCH, "\"v2\""))
-            .to_http_request();
-        let m = IfMatch::from_request(&req);
+    fn if_match_conditions() {
+        let m = IfMatch::from_tags(["\"v2\""]);
         assert!(m.admits(2) && !m.admits(3));
-        let req = TestRequest::default()
-            .insert_header((header::IF_MATCH, "W/\"v2\""))
-            .to_http_request();
-        assert!(!IfMatch::from_request(&req).admits(2));
-        let req = TestRequest::default()
-            .insert_header((header::IF_MATCH, "*"))
-            .to_http_request();
-        assert_eq!(IfMatch::from_request(&req), IfMatch::Any);
+        assert_eq!(m.versions(), Some(&[2][..]));
+        assert!(!IfMatch::from_tags(["W/\"v2\""]).admits(2));
+        assert_eq!(IfMatch::from_tags(["\"v1\"", "*"]), IfMatch::Any);
+        assert_eq!(IfMatch::Any.versions(), None);
+        assert!(IfMatch::Absent.admits(9));
     }
 }

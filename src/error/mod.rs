@@ -1,15 +1,19 @@
-//! Every error the API answers, as RFC 9457 problem+json, from one table of codes.
+//! Every error the API answers, from one table of codes (code, status, title), and the
+//! mapping of each lower layer's errors onto it: [`From<StoreError>`](crate::store::StoreError)
+//! in `store.rs`, [`From<ActorError>`](bulkhead_actors::ActorError) in `actors.rs`.
 //!
-//! Handlers and extractors return [`ApiError`]; its `error_response` marks the response
-//! with a [`PendingProblem`] and the outermost middleware (`http::request`) renders the body,
-//! because only it knows the request id and the path (`instance`). Framework errors that do
-//! not come through here are rendered by the same middleware from their status.
+//! Services, handlers and extractors return [`ApiError`]; it knows no HTTP framework (the
+//! status is the `http` crate's `StatusCode`, a plain value type). Its
+//! rendering as RFC 9457 problem+json (body, `Retry-After`, `Allow`, `WWW-Authenticate`)
+//! is `http::problem`'s business, because only the HTTP layer knows the request id and the
+//! path (`instance`).
+
+mod actors;
+mod store;
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use ::http::StatusCode;
 use serde::Serialize;
 
 macro_rules! error_codes {
@@ -26,6 +30,7 @@ macro_rules! error_codes {
                 match self { $(ErrorCode::$variant => $code,)* }
             }
 
+            /// The HTTP status this code is answered with.
             pub fn status(self) -> StatusCode {
                 match self { $(ErrorCode::$variant => $status,)* }
             }
@@ -71,8 +76,8 @@ impl ErrorCode {
     }
 
     /// The code a bare status stands for, for framework errors that carry only a status.
-    pub fn from_status(status: StatusCode) -> ErrorCode {
-        match status.as_u16() {
+    pub fn from_status(status: u16) -> ErrorCode {
+        match status {
             400 => ErrorCode::MalformedRequest,
             401 => ErrorCode::Unauthenticated,
             403 => ErrorCode::Forbidden,
@@ -107,13 +112,19 @@ impl FieldError {
     }
 }
 
-/// An error answer of the API.
+/// An error answer of the API. Besides its code, detail and field errors it carries the
+/// facts some answers must state in headers: when to retry (`Retry-After`) and which
+/// methods a resource allows (`Allow`). A 401 `unauthenticated` always names the bearer
+/// scheme (`WWW-Authenticate`), so it needs no field.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Retry-After` in whole seconds (at least 1).
+    pub retry_after_secs: Option<u64>,
+    /// `Allow`: the methods of the resource (405 answers).
+    pub allow: Option<&'static str>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -128,7 +139,8 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
-            headers: Vec::new(),
+            retry_after_secs: None,
+            allow: None,
         }
     }
 
@@ -137,15 +149,10 @@ impl ApiError {
         self
     }
 
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
     /// `Retry-After` in whole seconds, at least 1.
-    pub fn with_retry_after(self, after: Duration) -> Self {
-        let secs = retry_after_secs(after);
-        self.with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after_secs = Some(retry_after_secs(after));
+        self
     }
 
     pub fn malformed(detail: impl Into<String>) -> Self {
@@ -174,18 +181,16 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
-        Self::new(
+        let mut e = Self::new(
             ErrorCode::MethodNotAllowed,
             format!("this resource allows {allow}"),
-        )
-        .with_header(header::ALLOW, HeaderValue::from_static(allow))
+        );
+        e.allow = Some(allow);
+        e
     }
 
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unauthenticated, detail).with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"bulkhead\""),
-        )
+        Self::new(ErrorCode::Unauthenticated, detail)
     }
 
     pub fn forbidden() -> Self {
@@ -219,74 +224,6 @@ pub fn retry_after_secs(after: Duration) -> u64 {
     secs.max(1)
 }
 
-/// The problem of a response, waiting for the request middleware to render it.
-#[derive(Debug, Clone)]
-pub struct PendingProblem {
-    pub code: ErrorCode,
-    pub detail: String,
-    pub errors: Vec<FieldError>,
-}
-
-/// The rendered body (RFC 9457 members plus `code`, `request_id`, `errors`).
-#[derive(Serialize)]
-pub struct ProblemBody<'a> {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: &'a str,
-    pub instance: &'a str,
-    pub code: &'static str,
-    pub request_id: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    pub errors: &'a [FieldError],
-}
-
-impl PendingProblem {
-    pub fn render(&self, instance: &str, request_id: &str) -> Vec<u8> {
-        let body = ProblemBody {
-            type_: self.code.type_uri(),
-            title: self.code.title(),
-            status: self.code.status().as_u16(),
-            detail: &self.detail,
-            instance,
-            code: self.code.as_str(),
-            request_id,
-            errors: &self.errors,
-        };
-        serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
-    }
-}
-
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.code.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.code.status());
-        for (name, value) in &self.headers {
-            res.insert_header((name.clone(), value.clone()));
-        }
-        res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
-        if matches!(
-            self.code,
-            ErrorCode::InvalidCredentials | ErrorCode::RefreshTokenReused
-        ) {
-            res.insert_header((header::CACHE_CONTROL, "no-store"));
-        }
-        let mut res = res.finish();
-        res.extensions_mut().insert(PendingProblem {
-            code: self.code,
-            detail: self.detail.clone(),
-            errors: self.errors.clone(),
-        });
-        res
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,29 +247,5 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
         assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
-    }
-
-    #[test]
-    fn rendered_problem_has_every_member() {
-        let p = PendingProblem {
-            code: ErrorCode::ValidationFailed,
-            detail: "bad".into(),
-            errors: vec![FieldError::new("email", "format", "not an email")],
-        };
-        let v: serde_json::Value = serde_json::from_slice(&p.render("/x", "rid")).unwrap();
-        for key in [
-            "type",
-            "title",
-            "status",
-            "detail",
-            "instance",
-            "code",
-            "request_id",
-            "errors",
-        ] {
-            assert!(v.get(key).is_some(), "missing {key}");
-        }
-        assert_eq!(v["status"], 422);
-        assert_eq!(v["errors"][0]["field"], "email");
     }
 }

@@ -14,13 +14,13 @@
 pub mod auth;
 pub mod client_ip;
 pub mod compress;
-pub use crate::domain::precondition as etag;
+pub mod etag;
 pub mod extract;
 mod health;
 pub mod openapi;
 mod orders;
 pub mod pagination;
-pub use crate::error as problem;
+pub mod problem;
 mod products;
 pub mod ratelimit;
 pub mod request;
@@ -39,8 +39,8 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
+pub use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::service::Services;
-pub use problem::{ApiError, ErrorCode, FieldError};
 
 /// Shared by every worker; cheap to clone.
 pub struct AppState {
