@@ -15,7 +15,6 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::MetricsConfig;
-use crate::store::Store;
 
 /// Buckets (seconds) of `bulkhead_cache_invalidation_lag_seconds`: commit-to-eviction is
 /// a millisecond or two on one network, so the request-latency buckets are too coarse.
@@ -73,7 +72,10 @@ pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
 }
 
 /// Sample the scrape-time gauges, then render the exposition.
-pub fn scrape(handle: &PrometheusHandle, store: &dyn Store) -> String {
+pub fn scrape(
+    handle: &PrometheusHandle,
+    pools: &[(&'static str, deadpool_postgres::Status)],
+) -> String {
     PROCESS
         .get_or_init(|| {
             let c = metrics_process::Collector::default();
@@ -81,7 +83,7 @@ pub fn scrape(handle: &PrometheusHandle, store: &dyn Store) -> String {
             c
         })
         .collect();
-    for (pool, status) in store.pool_status() {
+    for &(pool, status) in pools {
         metrics::gauge!("bulkhead_db_pool_size", "pool" => pool).set(status.size as f64);
         metrics::gauge!("bulkhead_db_pool_max_size", "pool" => pool).set(status.max_size as f64);
         metrics::gauge!("bulkhead_db_pool_available", "pool" => pool).set(status.available as f64);
