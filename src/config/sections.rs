@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    BulkheadConfig, CacheConfig, CircuitConfig, DatabaseUrl, InvalidationConfig, PolicyConfig,
-    RateLimiterConfig, Secret, UsersCacheConfig,
+use bulkhead_actors::config::{
+    BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
+
+use super::invalidation::{InvalidationConfig, UsersCacheConfig};
+use super::secret::{DatabaseUrl, Secret};
 
 /// The whole configuration of one Bulkhead process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

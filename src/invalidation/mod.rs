@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bulkhead_actors::supervise::Meter;
-use bulkhead_actors::UserCache;
+use bulkhead_actors::ShardedCache;
 use metrics::{Counter, Gauge, Histogram};
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
@@ -52,7 +52,7 @@ pub enum ProductChange {
 
 /// The invalidation state the service shares (see the module docs).
 pub struct Invalidations {
-    users: UserCache<Uuid, Arc<CachedUser>>,
+    users: ShardedCache<Uuid, Arc<CachedUser>>,
     degraded_ttl: Duration,
     /// Whether anything listens at all (Postgres, `invalidation.enabled`).
     listening: bool,
@@ -87,7 +87,7 @@ impl Invalidations {
     /// are trusted only for `cache.users.degraded_ttl_ms`.
     pub fn new(
         config: &Config,
-        users: UserCache<Uuid, Arc<CachedUser>>,
+        users: ShardedCache<Uuid, Arc<CachedUser>>,
         listening: bool,
     ) -> Arc<Self> {
         let (products, _) = broadcast::channel(config.invalidation.subscriber_capacity);

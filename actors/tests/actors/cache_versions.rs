@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_actors::{ActorError, CacheConfig, UserCache};
+use bulkhead_actors::{ActorError, CacheConfig, ShardedCache};
 use tokio::sync::Notify;
 
 use crate::settle;
 
 /// `(version, name)`: the version is what the cache compares.
-type Cache = UserCache<u8, Arc<(i64, String)>>;
+type Cache = ShardedCache<u8, Arc<(i64, String)>>;
 
 fn cache() -> Cache {
     let cfg = CacheConfig {
@@ -17,7 +17,7 @@ fn cache() -> Cache {
         capacity: 1_000,
         ..Default::default()
     };
-    UserCache::start_versioned("versions", &cfg, |v: &Arc<(i64, String)>| v.0).unwrap()
+    ShardedCache::start_versioned("versions", &cfg, |v: &Arc<(i64, String)>| v.0).unwrap()
 }
 
 fn val(version: i64, name: &str) -> Arc<(i64, String)> {
