@@ -15,12 +15,7 @@ import argparse
 import http.client, json, os, socket, subprocess, time, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ap = argparse.ArgumentParser(description="invalidation lag over N user changes")
-ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "bulkhead"),
-                help="the bulkhead binary (default target/release/bulkhead)")
-ap.add_argument("--changes", type=int, default=1000)
-ARGS = ap.parse_args()
-BIN, N = ARGS.bin, ARGS.changes
+BIN, N = os.path.join(ROOT, "target", "release", "bulkhead"), 1000
 DB = f"bulkhead_lag_{os.getpid()}"
 PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qAt", "-c"]
 SECRET = "lag-measurement-secret-lag-measurement-01"
@@ -112,4 +107,9 @@ def main():
         subprocess.run(PSQL + [f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"])
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="invalidation lag over N user changes")
+    ap.add_argument("--bin", default=BIN, help="the bulkhead binary (default target/release/bulkhead)")
+    ap.add_argument("--changes", type=int, default=N)
+    args = ap.parse_args()
+    BIN, N = args.bin, args.changes
     main()
