@@ -9,6 +9,7 @@ use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
 
+use super::invalidation::{InvalidationConfig, UsersCacheConfig};
 use super::secret::{DatabaseUrl, Secret};
 
 /// The whole configuration of one Bulkhead process.
@@ -23,6 +24,7 @@ pub struct Config {
     pub circuits: CircuitsConfig,
     pub bulkheads: BulkheadsConfig,
     pub cache: CachesConfig,
+    pub invalidation: InvalidationConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -272,7 +274,7 @@ impl Default for BulkheadsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CachesConfig {
     /// Per-user state for the auth check and `GET /users/me`.
-    pub users: CacheConfig,
+    pub users: UsersCacheConfig,
     /// Access tokens already verified (signature, `iss`, `aud`), by their exact bytes;
     /// `exp` is still checked on every use.
     pub tokens: CacheConfig,

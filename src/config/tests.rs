@@ -163,3 +163,36 @@ fn the_hashing_pool_cannot_adapt_and_min_concurrent_is_bounded() {
         "{err}"
     );
 }
+
+#[test]
+fn invalidation_keys_are_validated_and_named() {
+    let err = Config::from_toml_str("[cache.users]\ndegraded_ttl_ms = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.users.degraded_ttl_ms"),
+        "{err}"
+    );
+    let err =
+        Config::from_toml_str("[cache.users]\nttl_secs = 1\ndegraded_ttl_ms = 1001\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.users.degraded_ttl_ms"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[invalidation]\nreconnect_min_ms = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("invalidation.reconnect_min_ms"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[invalidation]\nreconnect_max_ms = 50\n").unwrap_err();
+    assert!(
+        err.to_string().contains("invalidation.reconnect_max_ms"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[cache.tokens]\ndegraded_ttl_ms = 10\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.tokens.degraded_ttl_ms"),
+        "{err}"
+    );
+    let c = Config::from_toml_str("[cache.users]\ndegraded_ttl_ms = 250\n").unwrap();
+    assert_eq!(c.cache.users.degraded_ttl_ms, 250);
+    assert!(c.invalidation.enabled);
+}

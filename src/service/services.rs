@@ -14,6 +14,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::invalidation::{Invalidations, Invalidator};
 use crate::store::{Backend, Store};
 
 /// How long an admitted hashing job may run before its caller stops waiting. argon2id at
@@ -40,6 +41,11 @@ pub struct Services {
     pub limiter: Option<(RateLimiter, Policies)>,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
+    /// Changes committed by other instances: applied to `users`, and offered to product
+    /// caches ([`Invalidations::subscribe_products`]).
+    pub invalidations: Arc<Invalidations>,
+    /// Held so the listener lives as long as the services (`None`: nothing to listen to).
+    _invalidator: Option<actix::Addr<Invalidator>>,
 }
 
 impl Services {
@@ -57,7 +63,26 @@ impl Services {
             }
             Backend::Memory => None,
         };
-        let users = ShardedCache::start("users", &config.cache.users).map_err(err)?;
+        let users = ShardedCache::start_versioned(
+            "users",
+            &config.cache.users.cache(),
+            |u: &Arc<CachedUser>| u.version,
+        )
+        .map_err(err)?;
+        // Postgres only: the embedded store is one process, its own writes invalidate.
+        let database_url = match (store.backend(), &config.database.url) {
+            (Backend::Postgres, Some(url)) if config.invalidation.enabled => Some(url),
+            _ => None,
+        };
+        let invalidations = Invalidations::new(&config, users.clone(), database_url.is_some());
+        let invalidator = match database_url {
+            Some(url) => Some(Invalidator::start(
+                invalidations.clone(),
+                config.invalidation.clone(),
+                url.expose(),
+            )?),
+            None => None,
+        };
         let verified_tokens = ShardedCache::start("tokens", &config.cache.tokens).map_err(err)?;
         let r = &config.rate_limits;
         let limiter = if r.enabled {
@@ -106,6 +131,8 @@ impl Services {
             limiter,
             jwt,
             passwords,
+            invalidations,
+            _invalidator: invalidator,
         })
     }
 

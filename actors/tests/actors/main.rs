@@ -3,6 +3,7 @@
 
 mod bulkhead;
 mod cache;
+mod cache_versions;
 mod circuit;
 mod ratelimit;
 
