@@ -81,7 +81,12 @@ async fn token(
         .unwrap_or_else(|_| body.email.trim().to_lowercase());
     let mut login_headers = None;
     if let Some((limiter, policies)) = &state.svc.limiter {
-        let decision = limiter.check(policies.login, &limit_key).await?;
+        let names = &state.svc.fleet_names;
+        let decision = limiter
+            .check_named(policies.login, login_key(&limit_key), || {
+                names.key("login", limit_key.as_bytes())
+            })
+            .await?;
         if !decision.allowed {
             let mut res = actix_web::ResponseError::error_response(&ratelimit::limited(&decision));
             ratelimit::apply_headers(res.headers_mut(), "login", &decision);
@@ -244,4 +249,13 @@ pub async fn issue_pair(
         expires_in: state.svc.jwt.ttl_secs(),
         refresh_token,
     })
+}
+
+/// The login limiter's local key: the email hashed with a per-process random key.
+fn login_key(email: &str) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut h = KEYS.get_or_init(std::hash::RandomState::new).build_hasher();
+    email.hash(&mut h);
+    h.finish()
 }

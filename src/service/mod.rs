@@ -8,6 +8,7 @@
 //! with `Retry-After`.
 
 mod bootstrap;
+mod limits;
 mod users;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::domain::user::Role;
 use crate::http::problem::{ApiError, ErrorCode, FieldError};
 use crate::store::{Backend, Conflict, Store, StoreError};
+pub use limits::FleetNames;
 pub use users::CachedUser;
 
 /// `Retry-After` for a database that failed without saying when it will be back.
@@ -64,6 +66,8 @@ pub struct Services {
     /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
     pub tokens: UserCache<String, Arc<VerifiedToken>>,
     pub limiter: Option<(RateLimiter, Policies)>,
+    /// Names of limited identities in Redis (global limits).
+    pub fleet_names: FleetNames,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
 }
@@ -85,31 +89,8 @@ impl Services {
         };
         let users = UserCache::start("users", &config.cache.users).map_err(err)?;
         let tokens = UserCache::start("tokens", &config.cache.tokens).map_err(err)?;
-        let r = &config.rate_limits;
-        let limiter = if r.enabled {
-            let limiter = RateLimiter::start(
-                &r.limiter,
-                vec![
-                    ("user".into(), r.user.clone()),
-                    ("ip".into(), r.ip.clone()),
-                    ("login".into(), r.login.clone()),
-                ],
-            )
-            .map_err(err)?;
-            let id = |name: &str| {
-                limiter
-                    .policy(name)
-                    .ok_or_else(|| anyhow::anyhow!("rate limit policy {name} missing"))
-            };
-            let policies = Policies {
-                user: id("user")?,
-                ip: id("ip")?,
-                login: id("login")?,
-            };
-            Some((limiter, policies))
-        } else {
-            None
-        };
+        let limiter = limits::start(&config)?;
+        let fleet_names = FleetNames::new(&config);
         let secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
             None => {
@@ -133,6 +114,7 @@ impl Services {
             users,
             tokens,
             limiter,
+            fleet_names,
             jwt,
             passwords,
         })

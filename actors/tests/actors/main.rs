@@ -4,7 +4,9 @@
 mod bulkhead;
 mod cache;
 mod circuit;
+mod fleet;
 mod ratelimit;
+mod redis_server;
 
 use std::future::Future;
 use std::pin::Pin;
