@@ -1,0 +1,6 @@
+//! Fleet tests: several instances of the real `bulkhead` binary, as separate processes,
+//! on one test database (`instance.rs` starts and stops them).
+
+mod instance;
+
+mod harness;
