@@ -4,3 +4,6 @@
 mod instance;
 
 mod harness;
+mod ratelimit;
+#[path = "../common/redis_server.rs"]
+mod redis_server;

@@ -18,8 +18,9 @@
 //! `heartbeat_ttl`: the fleet size, unless `fleet_size` pins it. Heartbeats go through
 //! the circuit too, so they are the trial calls that close it again without traffic.
 //!
-//! Metric: `bulkhead_ratelimit_global` (1 while decisions are global, 0 in the fallback:
-//! set 0 by any failed or refused Redis call, 1 by a success on a closed circuit).
+//! Metrics: `bulkhead_ratelimit_global` (1 while decisions are global, 0 in the fallback:
+//! set 0 by any failed or refused Redis call, 1 by a success on a closed circuit) and
+//! `bulkhead_ratelimit_fleet_size` (the fleet size in force).
 
 mod scripts;
 
@@ -95,6 +96,7 @@ struct Core {
     in_flight: AtomicUsize,
     global: AtomicBool,
     gauge: Gauge,
+    fleet_gauge: Gauge,
     meter: Meter,
 }
 
@@ -137,6 +139,8 @@ impl RedisLimiter {
         };
         let gauge = metrics::gauge!("bulkhead_ratelimit_global");
         gauge.set(0.0);
+        let fleet_gauge = metrics::gauge!("bulkhead_ratelimit_fleet_size");
+        fleet_gauge.set(f64::from(settings.fleet_size.max(1)));
         let core = Arc::new(Core {
             fleet_key: format!("{}:fleet", settings.key_prefix),
             settings,
@@ -150,6 +154,7 @@ impl RedisLimiter {
             in_flight: AtomicUsize::new(0),
             global: AtomicBool::new(false),
             gauge,
+            fleet_gauge,
             meter: Meter::new("redis_limiter"),
         });
         let actor = RedisActor { core: core.clone() };
@@ -329,6 +334,9 @@ impl Core {
             .arg(ttl_ms.max(1));
         let n: u32 = self.call(invoke).await?;
         let before = self.seen.swap(n.max(1), Ordering::AcqRel);
+        if self.settings.fleet_size == 0 {
+            self.fleet_gauge.set(f64::from(n.max(1)));
+        }
         if before != n {
             tracing::info!(instances = n, "rate limits: fleet size seen through Redis");
         }

@@ -6,6 +6,8 @@ mod cache;
 mod circuit;
 mod fleet;
 mod ratelimit;
+// The service's fleet tests use the same helper.
+#[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
 
 use std::future::Future;
