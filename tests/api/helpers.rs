@@ -20,7 +20,7 @@ pub enum StoreKind {
 
 #[path = "../common/db.rs"]
 mod db;
-pub use db::{admin_url, TestDatabase};
+pub use db::TestDatabase;
 
 /// The bootstrap admin every test app has.
 pub const ADMIN_EMAIL: &str = "admin@bulkhead.test";

@@ -242,10 +242,7 @@ impl RedisLimiter {
             want: want.max(1),
             done: Box::new(done),
         };
-        tell(&self.addr, &self.core.meter, msg).map_err(|e| {
-            self.core.set_global(false);
-            e
-        })
+        tell(&self.addr, &self.core.meter, msg).inspect_err(|_| self.core.set_global(false))
     }
 
     /// Beats now (tests; the actor beats every `heartbeat_interval`).
