@@ -137,6 +137,14 @@ fn describe() {
         "Rate-limit decisions by policy and outcome (allowed, limited)"
     );
     describe_gauge!(
+        "bulkhead_ratelimit_global",
+        "1 while the user, ip and login limits are decided through Redis, 0 in the local fallback or without redis.url"
+    );
+    describe_gauge!(
+        "bulkhead_ratelimit_fleet_size",
+        "Instances sharing each global quota: rate_limits.fleet_size or the count seen through Redis"
+    );
+    describe_gauge!(
         "bulkhead_circuit_state",
         "1 for the circuit's current state, 0 for the others"
     );

@@ -8,6 +8,7 @@
 //! keeps it in step with [`Config::default`].
 
 mod invalidation;
+mod redis;
 mod secret;
 mod sections;
 
@@ -20,6 +21,7 @@ pub use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
 pub use invalidation::{InvalidationConfig, UsersCacheConfig};
+pub use redis::RedisConfig;
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
 
@@ -193,6 +195,7 @@ impl Config {
         self.invalidation
             .validate()
             .map_err(|m| invalid("invalidation", m))?;
+        RedisConfig::validate(self)?;
         let buckets = &self.metrics.latency_buckets_secs;
         if buckets.is_empty()
             || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)

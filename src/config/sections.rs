@@ -26,6 +26,8 @@ pub struct Config {
     pub cache: CachesConfig,
     pub invalidation: InvalidationConfig,
     pub metrics: MetricsConfig,
+    /// Redis for global rate limits (`src/config/redis.rs`).
+    pub redis: super::RedisConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,6 +193,12 @@ pub struct RateLimitsConfig {
     pub login: PolicyConfig,
     /// The limiter shards.
     pub limiter: RateLimiterConfig,
+    /// With `redis.url`: how far above the quota the fleet may admit (a fraction of it),
+    /// spent on the instances' local leases of tokens.
+    pub max_overshoot: f64,
+    /// With `redis.url`: instances sharing the quota, for the leases and the fallback's
+    /// `quota / fleet_size`; 0 = the count last seen through Redis's heartbeats.
+    pub fleet_size: u32,
 }
 
 impl Default for RateLimitsConfig {
@@ -201,6 +209,8 @@ impl Default for RateLimitsConfig {
             ip: policy(3_000, 60),
             login: policy(10, 60),
             limiter: RateLimiterConfig::default(),
+            max_overshoot: 0.05,
+            fleet_size: 0,
         }
     }
 }

@@ -196,3 +196,31 @@ fn invalidation_keys_are_validated_and_named() {
     assert_eq!(c.cache.users.degraded_ttl_ms, 250);
     assert!(c.invalidation.enabled);
 }
+
+#[test]
+fn redis_url_requires_a_shared_jwt_secret_and_gcra() {
+    let err = Config::from_toml_str("[redis]\nurl = \"redis://127.0.0.1:6379\"\n").unwrap_err();
+    assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+    let secret = "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+    let ok = format!("{secret}[redis]\nurl = \"redis://:pw@127.0.0.1:6379\"\n");
+    let config = Config::from_toml_str(&ok).expect("valid");
+    assert!(!config.to_redacted_toml().contains(":pw@"));
+    let sliding = format!("{ok}[rate_limits.ip]\nalgorithm = \"sliding_window\"\n");
+    let err = Config::from_toml_str(&sliding).unwrap_err();
+    assert!(
+        err.to_string().contains("rate_limits.ip.algorithm"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[rate_limits]\nmax_overshoot = 1.5\n").unwrap_err();
+    assert!(
+        err.to_string().contains("rate_limits.max_overshoot"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[redis]\nheartbeat_ttl_ms = 10\n").unwrap_err();
+    assert!(err.to_string().contains("redis.heartbeat_ttl_ms"), "{err}");
+    let err = Config::from_toml_str("[redis.circuit]\nminimum_calls = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("redis.circuit.minimum_calls"),
+        "{err}"
+    );
+}

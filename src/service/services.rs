@@ -39,6 +39,8 @@ pub struct Services {
     /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
     pub verified_tokens: ShardedCache<String, Arc<VerifiedToken>>,
     pub limiter: Option<(RateLimiter, Policies)>,
+    /// Names of limited identities in Redis (global limits).
+    pub fleet_names: super::FleetNames,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
     /// Changes committed by other instances: applied to `users`, and offered to product
@@ -84,31 +86,8 @@ impl Services {
             None => None,
         };
         let verified_tokens = ShardedCache::start("tokens", &config.cache.tokens).map_err(err)?;
-        let r = &config.rate_limits;
-        let limiter = if r.enabled {
-            let limiter = RateLimiter::start(
-                &r.limiter,
-                vec![
-                    ("user".into(), r.user.clone()),
-                    ("ip".into(), r.ip.clone()),
-                    ("login".into(), r.login.clone()),
-                ],
-            )
-            .map_err(err)?;
-            let id = |name: &str| {
-                limiter
-                    .policy(name)
-                    .ok_or_else(|| anyhow::anyhow!("rate limit policy {name} missing"))
-            };
-            let policies = Policies {
-                user: id("user")?,
-                ip: id("ip")?,
-                login: id("login")?,
-            };
-            Some((limiter, policies))
-        } else {
-            None
-        };
+        let limiter = super::limits::start(&config)?;
+        let fleet_names = super::FleetNames::new(&config);
         let secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
             None => {
@@ -129,6 +108,7 @@ impl Services {
             users,
             verified_tokens,
             limiter,
+            fleet_names,
             jwt,
             passwords,
             invalidations,

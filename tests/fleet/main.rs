@@ -5,3 +5,6 @@ mod instance;
 
 mod harness;
 mod invalidation;
+mod ratelimit;
+#[path = "../common/redis_server.rs"]
+mod redis_server;
