@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{BulkheadConfig, CircuitConfig, Secret};
 
-
 /// Path prefixes the API serves itself: a gateway route may not shadow them (nor they it).
 /// `tests/gateway` checks that every `/api/` route the app registers is under one of them.
 pub const API_PREFIXES: &[&str] = &[
@@ -290,7 +289,11 @@ impl GatewayConfig {
                     "must start with `/` and hold no spaces or control characters",
                 );
             }
-            if p.path.replace("{user_id}", "x").parse::<http::Uri>().is_err() {
+            if p.path
+                .replace("{user_id}", "x")
+                .parse::<http::Uri>()
+                .is_err()
+            {
                 return bad(format!("{key}.path"), "not a valid path and query");
             }
             if p.timeout_ms == 0 {
@@ -309,7 +312,10 @@ impl RouteConfig {
         if RESERVED_NAMES.contains(&self.name.as_str()) {
             return bad(
                 format!("{key}.name"),
-                format!("`{}` names one of the service's own dependencies", self.name),
+                format!(
+                    "`{}` names one of the service's own dependencies",
+                    self.name
+                ),
             );
         }
         let p = &self.prefix;
@@ -319,9 +325,9 @@ impl RouteConfig {
                 !seg.is_empty()
                     && seg != "."
                     && seg != ".."
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+                    && seg.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+                    })
             });
         if !well_formed {
             return bad(
@@ -402,7 +408,8 @@ fn valid_name(name: &str) -> bool {
 /// ancestor of the other).
 fn overlaps(a: &str, b: &str) -> bool {
     let below = |long: &str, short: &str| {
-        long == short || (long.starts_with(short) && long.as_bytes().get(short.len()) == Some(&b'/'))
+        long == short
+            || (long.starts_with(short) && long.as_bytes().get(short.len()) == Some(&b'/'))
     };
     below(a, b) || below(b, a)
 }
@@ -444,11 +451,20 @@ mod tests {
             ("prefix = \"/api/v1/users/x\"\n", "gateway.routes[0].prefix"),
             ("prefix = \"/api/v1\"\n", "gateway.routes[0].prefix"),
             ("prefix = \"/reviews\"\n", "gateway.routes[0].prefix"),
-            ("prefix = \"/api/v1/reviews/\"\n", "gateway.routes[0].prefix"),
+            (
+                "prefix = \"/api/v1/reviews/\"\n",
+                "gateway.routes[0].prefix",
+            ),
             ("prefix = \"/api/v1/a/../b\"\n", "gateway.routes[0].prefix"),
             ("upstreams = []\n", "gateway.routes[0].upstreams"),
-            ("upstreams = [\"ftp://x\"]\n", "gateway.routes[0].upstreams[0]"),
-            ("upstreams = [\"http://x?q=1\"]\n", "gateway.routes[0].upstreams[0]"),
+            (
+                "upstreams = [\"ftp://x\"]\n",
+                "gateway.routes[0].upstreams[0]",
+            ),
+            (
+                "upstreams = [\"http://x?q=1\"]\n",
+                "gateway.routes[0].upstreams[0]",
+            ),
             ("methods = [\"get\"]\n", "gateway.routes[0].methods"),
             ("timeout_ms = 0\n", "gateway.routes[0].timeout_ms"),
             ("name = \"Bad Name\"\n", "gateway.routes[0].name"),
@@ -456,10 +472,9 @@ mod tests {
         ];
         for (line, key) in cases {
             // A later key in the same table wins over the one with_route set.
-            let text = with_route("").replace(
-                &format!("{} = ", line.split(" = ").next().unwrap()),
-                "#",
-            ) + line;
+            let text = with_route("")
+                .replace(&format!("{} = ", line.split(" = ").next().unwrap()), "#")
+                + line;
             assert_eq!(key_of(&text), key, "{line}");
         }
     }

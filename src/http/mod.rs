@@ -16,9 +16,11 @@ pub mod client_ip;
 pub mod compress;
 pub mod etag;
 pub mod extract;
+pub mod gateway;
 mod health;
 pub mod openapi;
 mod orders;
+mod overview;
 pub mod pagination;
 pub mod problem;
 mod products;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub svc: Services,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// `None` without `[[gateway.routes]]`.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 /// Process-wide lifecycle flags.
@@ -136,9 +140,9 @@ pub fn app(
         .configure(tokens::routes)
         .configure(products::routes)
         .configure(orders::routes)
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::not_found())
-        }))
+        .configure(overview::routes)
+        // Gateway routes are tried before the 404 answer.
+        .default_service(web::to(gateway::proxy))
 }
 
 /// CORS for the configured origins: the API's methods and headers, and the response

@@ -51,6 +51,7 @@ use super::resource;
         super::orders::list,
         super::orders::get,
         super::orders::cancel,
+        super::overview::overview,
     ),
     tags(
         (name = "operations", description = "Health, readiness, metrics, this document"),
