@@ -74,10 +74,6 @@ impl Balancer {
         &self.endpoints[i]
     }
 
-    pub fn len(&self) -> usize {
-        self.endpoints.len()
-    }
-
     fn is_ejected(&self, i: usize, now: Instant) -> bool {
         let mut e = self.endpoints[i]
             .ejection
@@ -183,7 +179,8 @@ mod tests {
     }
 
     fn fail(b: &Balancer, i: usize, times: u32) -> bool {
-        (0..times).map(|_| b.record(i, false)).any(|e| e)
+        // Every failure is recorded (no short circuit); true if any of them ejected.
+        (0..times).fold(false, |ejected, _| b.record(i, false) | ejected)
     }
 
     #[tokio::test(start_paused = true)]

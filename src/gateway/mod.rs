@@ -242,6 +242,7 @@ impl Gateway {
             .identity_secret
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("gateway.identity_secret is required"))?;
+        describe_metrics();
         let table = RouteTable::start(cfg)?;
         let runtime = UpstreamRuntime::start(cfg.upstream.client_threads)?;
         Ok(Some(Arc::new(Self {
@@ -296,4 +297,34 @@ impl Gateway {
             .inspect_err(|e| tracing::error!(error = %e, "signing the identity token failed"))
             .ok()
     }
+}
+
+/// Help texts of the gateway's metrics (README, "Metrics").
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        "bulkhead_gateway_requests_total",
+        "Requests through a gateway route, by outcome (response, or the problem answered)"
+    );
+    describe_counter!(
+        "bulkhead_gateway_attempts_total",
+        "Upstream attempts of a gateway route (first tries and retries), by outcome"
+    );
+    describe_counter!(
+        "bulkhead_gateway_retries_total",
+        "Retries a gateway route made"
+    );
+    describe_counter!(
+        "bulkhead_gateway_retries_refused_total",
+        "Retries a gateway route's retry budget refused"
+    );
+    describe_counter!(
+        "bulkhead_gateway_ejections_total",
+        "Upstream URLs of a gateway route ejected after consecutive failures"
+    );
+    describe_histogram!(
+        "bulkhead_gateway_upstream_duration_seconds",
+        Unit::Seconds,
+        "Time from sending an upstream attempt to its response head"
+    );
 }

@@ -23,7 +23,12 @@ use super::resource;
         title = "Bulkhead",
         description = "Actor-based, high-throughput REST API: users, tokens, products and \
                        orders. Every error is `application/problem+json` (RFC 9457) with a \
-                       stable `code`.",
+                       stable `code`. Paths under a configured gateway route \
+                       (`[[gateway.routes]]`) are forwarded to upstream services and answer \
+                       what the upstream answers; when the gateway cannot, the problem is \
+                       502 `bad_gateway`, 504 `upstream_timeout`, 503 \
+                       `dependency_unavailable` (the route's circuit is open) or 503 \
+                       `overloaded` (its bulkhead is full).",
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(
