@@ -92,8 +92,8 @@ impl Meters {
 pub struct Route {
     pub cfg: RouteConfig,
     methods: Vec<http::Method>,
-    /// The methods for `Allow`, `GET, POST`.
-    pub allow: String,
+    /// The methods for `Allow`, `GET, POST` (interned, like `label`).
+    pub allow: &'static str,
     bulkhead: Bulkhead,
     circuit: Circuit,
     budget: RetryBudget,
@@ -121,7 +121,7 @@ impl Route {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err(e.to_string()))?;
         Ok(Self {
-            allow: cfg.methods.join(", "),
+            allow: intern(&cfg.methods.join(", ")),
             methods,
             bulkhead: Bulkhead::new(cfg.name.clone(), &upstream.bulkhead()).map_err(err)?,
             circuit: Circuit::start(cfg.name.clone(), upstream.circuit.clone()).map_err(err)?,
@@ -170,8 +170,8 @@ impl Route {
     }
 }
 
-/// A label kept for the life of the process: route prefixes are few and bounded by the
-/// configuration, and a reload that repeats one reuses it.
+/// A string kept for the life of the process (a route's prefix and `Allow` list): they
+/// are few and bounded by the configuration, and a reload that repeats one reuses it.
 fn intern(s: &str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};

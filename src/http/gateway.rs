@@ -23,10 +23,10 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::auth::Caller;
-use super::problem::{ApiError, ErrorCode};
 use super::request::{RequestContext, RouteLabel};
 use super::AppState;
 use crate::config::RouteAuth;
+use crate::error::{ApiError, ErrorCode};
 use crate::gateway::body::CHANNEL_CHUNKS;
 use crate::gateway::headers::{self as gw_headers, Identity};
 use crate::gateway::{BodyError, Chunk, GatewayError, Inbound, Outbound, RequestBody};
@@ -65,12 +65,7 @@ pub async fn proxy(
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::malformed("unsupported method"))?;
     if !route.allows(&method) {
-        let allow = HeaderValue::from_str(&route.allow).unwrap_or(HeaderValue::from_static(""));
-        return Err(ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("this resource allows {}", route.allow),
-        )
-        .with_header(header::ALLOW, allow));
+        return Err(ApiError::method_not_allowed(route.allow));
     }
     if !safe_path(req.path()) {
         return Err(ApiError::malformed(

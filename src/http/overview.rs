@@ -13,10 +13,10 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::gateway::problem;
-use super::problem::{ApiError, ErrorCode};
 use super::request::RequestContext;
 use super::{resource, AppState};
 use crate::domain::order::OrderQuery;
+use crate::error::{ApiError, ErrorCode};
 use crate::gateway::overview::{PartCaller, PartError};
 
 /// Orders in the overview, newest first.
@@ -106,7 +106,7 @@ async fn overview(
         limit: RECENT_ORDERS,
         ..OrderQuery::default()
     };
-    let orders = state.svc.read(state.svc.store.list_orders(query));
+    let orders = state.svc.list_orders(query);
     let (orders, parts) = tokio::join!(orders, parts);
 
     let mut doc = Overview {

@@ -12,10 +12,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use super::etag::{self, IfMatch};
+use super::etag;
 use super::extract::JsonBody;
 use super::pagination::{parse_limit, Cursor};
-use super::problem::ApiError;
 use super::shop::{only_known, page, resource_response, Admin, Rules};
 use super::{resource, AppState};
 use crate::domain::product::{
@@ -23,6 +22,7 @@ use crate::domain::product::{
     ProductQuery, ProductSort, ProductSortKey, Sku, SortValue, Stock,
 };
 use crate::domain::rule::Violation;
+use crate::error::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -194,7 +194,7 @@ async fn create(
     JsonBody(body): JsonBody<ProductBody>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.parse()?;
-    let product = state.svc.write(state.svc.store.create_product(new)).await?;
+    let product = state.svc.create_product(new).await?;
     Ok(created(&product))
 }
 
@@ -214,7 +214,7 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let product = state
         .svc
-        .read(state.svc.store.get_product(*id))
+        .product(*id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(resource_response(&req, product.version, &product))
@@ -235,11 +235,8 @@ async fn replace(
     JsonBody(body): JsonBody<ProductBody>,
 ) -> Result<HttpResponse, ApiError> {
     let changes = ProductChanges::from(body.parse()?);
-    let if_match = IfMatch::from_request(&req);
-    let product = state
-        .svc
-        .write(state.svc.store.update_product(*id, changes, &if_match))
-        .await?;
+    let if_match = etag::if_match(&req);
+    let product = state.svc.update_product(*id, changes, &if_match).await?;
     Ok(written(&product))
 }
 
@@ -261,11 +258,8 @@ async fn patch(
     JsonBody(body): JsonBody<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
     let changes = body.parse()?;
-    let if_match = IfMatch::from_request(&req);
-    let product = state
-        .svc
-        .write(state.svc.store.update_product(*id, changes, &if_match))
-        .await?;
+    let if_match = etag::if_match(&req);
+    let product = state.svc.update_product(*id, changes, &if_match).await?;
     Ok(written(&product))
 }
 
@@ -281,11 +275,8 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let if_match = IfMatch::from_request(&req);
-    state
-        .svc
-        .write(state.svc.store.delete_product(*id, &if_match))
-        .await?;
+    let if_match = etag::if_match(&req);
+    state.svc.delete_product(*id, &if_match).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -385,7 +376,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = list_query(&params)?;
     let (limit, sort) = (query.limit - 1, query.sort);
-    let rows = state.svc.read(state.svc.store.list_products(query)).await?;
+    let rows = state.svc.list_products(query).await?;
     let body = page(
         rows,
         limit,

@@ -8,12 +8,13 @@ use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::etag;
 use super::extract::JsonBody;
-use super::problem::ApiError;
-use super::users::{expected_versions, user_response, Violations};
+use super::users::{user_response, Violations};
 use super::AppState;
-use crate::domain::user::{Email, Password, Rule, UserChanges, UserName};
-use crate::service::CachedUser;
+use crate::domain::user::{Email, Password, Rule, UserName};
+use crate::error::ApiError;
+use crate::service::{CachedUser, UserEdit};
 
 /// A member of a JSON merge patch (RFC 7396): absent (leave it), `null` (remove it),
 /// or a new value.
@@ -91,25 +92,14 @@ pub async fn patch(
     let email = member(&mut v, "email", body.email, Email::parse);
     let password = member(&mut v, "password", body.password, Password::parse);
     v.finish()?;
-    // Hashing is on the hashing pool, before the write: the store only swaps hashes.
-    let password_hash = match password {
-        Some(p) => Some(state.svc.hash_password(p.into_inner()).await?),
-        None => None,
-    };
-    let changes = UserChanges {
-        name: name.map(UserName::into_inner),
-        email: email.map(Email::into_inner),
-        password_hash,
+    let edit = UserEdit {
+        name,
+        email,
+        password,
     };
     let user = state
         .svc
-        .write_user(
-            id,
-            state
-                .svc
-                .store
-                .update_user(id, changes, expected_versions(&req)),
-        )
+        .update_user(id, edit, &etag::if_match(&req))
         .await?;
     Ok(user_response(
         HttpResponse::Ok(),
@@ -136,17 +126,14 @@ pub async fn delete(
     if !caller.may_act_for(id) {
         return Err(ApiError::not_found());
     }
-    state
-        .svc
-        .write_user(id, state.svc.store.delete_user(id, expected_versions(&req)))
-        .await?;
+    state.svc.delete_user(id, &etag::if_match(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::problem::FieldError;
+    use crate::error::FieldError;
 
     #[test]
     fn members_tell_absent_from_null() {
