@@ -77,6 +77,7 @@ async fn fixture() -> Fixture {
             svc,
             lifecycle: Arc::new(Lifecycle::default()),
             metrics: None,
+            gateway: None,
         }),
         user: user.id,
         token,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod invalidation;
 pub mod metrics;

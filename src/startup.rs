@@ -30,12 +30,14 @@ impl Application {
         let store = store::open::open(&config, config.database.migrate_on_start).await?;
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
+        let gateway = crate::gateway::Gateway::start(&config.gateway)?;
         let lifecycle = Arc::new(Lifecycle::default());
         let state = web::Data::new(AppState {
             config: config.clone(),
             svc,
             lifecycle: lifecycle.clone(),
             metrics,
+            gateway,
         });
 
         let listener = TcpListener::bind(config.server.bind)

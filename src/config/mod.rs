@@ -9,6 +9,7 @@
 
 mod invalidation;
 mod redis;
+mod gateway;
 mod secret;
 mod sections;
 
@@ -22,6 +23,10 @@ pub use bulkhead_actors::config::{
 };
 pub use invalidation::{InvalidationConfig, UsersCacheConfig};
 pub use redis::RedisConfig;
+pub use gateway::{
+    parse_upstream, GatewayConfig, OverviewPartConfig, RouteAuth, RouteConfig, UpstreamConfig,
+    API_PREFIXES,
+};
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
 
@@ -196,6 +201,7 @@ impl Config {
             .validate()
             .map_err(|m| invalid("invalidation", m))?;
         RedisConfig::validate(self)?;
+        self.gateway.validate()?;
         let buckets = &self.metrics.latency_buckets_secs;
         if buckets.is_empty()
             || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)

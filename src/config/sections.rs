@@ -28,6 +28,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Redis for global rate limits (`src/config/redis.rs`).
     pub redis: super::RedisConfig,
+    pub gateway: super::GatewayConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

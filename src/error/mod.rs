@@ -69,6 +69,8 @@ error_codes! {
     Internal => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
     Overloaded => ("overloaded", StatusCode::SERVICE_UNAVAILABLE, "Service overloaded"),
     DependencyUnavailable => ("dependency_unavailable", StatusCode::SERVICE_UNAVAILABLE, "Dependency unavailable"),
+    BadGateway => ("bad_gateway", StatusCode::BAD_GATEWAY, "Bad gateway"),
+    UpstreamTimeout => ("upstream_timeout", StatusCode::GATEWAY_TIMEOUT, "Upstream timeout"),
 }
 
 impl ErrorCode {
@@ -90,7 +92,9 @@ impl ErrorCode {
             415 => ErrorCode::UnsupportedMediaType,
             422 => ErrorCode::ValidationFailed,
             429 => ErrorCode::RateLimited,
+            502 => ErrorCode::BadGateway,
             503 => ErrorCode::Overloaded,
+            504 => ErrorCode::UpstreamTimeout,
             _ => ErrorCode::Internal,
         }
     }

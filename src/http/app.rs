@@ -3,13 +3,12 @@
 
 use actix_cors::Cors;
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, App, HttpResponse};
+use actix_web::{web, App};
 
 use super::middleware::{authenticate, compress, ratelimit, request};
 use super::routes;
 use super::state::AppState;
 use super::support::extract;
-use crate::error::ApiError;
 
 /// Build the application for one worker.
 pub fn app(
@@ -37,9 +36,8 @@ pub fn app(
         ))
         .wrap(from_fn(request::middleware))
         .configure(routes::configure)
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::not_found())
-        }))
+        // Gateway routes are tried before the 404 answer.
+        .default_service(web::to(routes::gateway::proxy))
 }
 
 /// CORS for the configured origins: the API's methods and headers, and the response

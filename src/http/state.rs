@@ -12,6 +12,8 @@ pub struct AppState {
     pub svc: Services,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// `None` without `[[gateway.routes]]`.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 /// Process-wide lifecycle flags.

@@ -129,8 +129,15 @@ async fn every_operation_lists_its_errors_and_every_code_is_documented() {
         }
     }
     for code in ErrorCode::ALL {
-        // 405 is an answer of a path to the methods it does not document, no operation's.
-        if *code != ErrorCode::MethodNotAllowed {
+        // 405 is an answer of a path to the methods it does not document, no operation's;
+        // 502 and 504 are answers of the operator's gateway routes, which the document
+        // cannot list (the Problem schema and the document's description name them).
+        let not_an_operations = [
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::BadGateway,
+            ErrorCode::UpstreamTimeout,
+        ];
+        if !not_an_operations.contains(code) {
             assert!(
                 answered.contains(code.as_str()),
                 "no operation answers {}",

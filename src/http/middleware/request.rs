@@ -98,9 +98,16 @@ pub async fn middleware(
 
     let elapsed = start.elapsed();
     let http_req = res.request();
-    let route = http_req
-        .app_data::<RouteLabel>()
-        .map_or("unmatched", |r| r.0);
+    // A gateway route is not an actix resource: its handler labels the request.
+    let route = http_req.app_data::<RouteLabel>().map_or_else(
+        || {
+            http_req
+                .extensions()
+                .get::<RouteLabel>()
+                .map_or("unmatched", |r| r.0)
+        },
+        |r| r.0,
+    );
     let status = res.status().as_u16();
     record_metrics(&method, route, status, elapsed);
     if state.as_ref().is_none_or(|s| s.config.log.access_log) {
@@ -119,6 +126,11 @@ pub async fn middleware(
     }
     Ok(res)
 }
+
+/// Marks a response that is an upstream's own (through the gateway): the problem
+/// renderer leaves its status and body alone, whatever the status.
+#[derive(Debug, Clone, Copy)]
+pub struct Passthrough;
 
 /// The route template of a resource (set by `http::resource`): a bounded metric label.
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +227,9 @@ fn method_label(m: &actix_web::http::Method) -> &'static str {
 /// Give every error response its problem+json body.
 fn render_problem(mut res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || res.response().extensions().contains::<Passthrough>()
+    {
         return res;
     }
     let pending = res

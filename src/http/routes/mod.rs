@@ -4,9 +4,11 @@
 //! Handlers reach data only through `Services` (the store is not reachable from here).
 
 pub mod auth;
+pub mod gateway;
 pub mod health;
 pub mod openapi;
 pub mod orders;
+pub mod overview;
 pub mod products;
 pub mod resource;
 pub mod users;
@@ -21,4 +23,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::routes(cfg);
     products::routes(cfg);
     orders::routes(cfg);
+    overview::routes(cfg);
 }

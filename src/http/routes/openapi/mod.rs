@@ -23,7 +23,12 @@ use super::resource::resource;
         title = "Bulkhead",
         description = "Actor-based, high-throughput REST API: users, tokens, products and \
                        orders. Every error is `application/problem+json` (RFC 9457) with a \
-                       stable `code`.",
+                       stable `code`. Paths under a configured gateway route \
+                       (`[[gateway.routes]]`) are forwarded to upstream services and answer \
+                       what the upstream answers; when the gateway cannot, the problem is \
+                       502 `bad_gateway`, 504 `upstream_timeout`, 503 \
+                       `dependency_unavailable` (the route's circuit is open) or 503 \
+                       `overloaded` (its bulkhead is full).",
         license(name = "MIT", identifier = "MIT"),
     ),
     paths(
@@ -51,6 +56,7 @@ use super::resource::resource;
         super::orders::list,
         super::orders::get,
         super::orders::cancel,
+        super::overview::overview,
     ),
     tags(
         (name = "operations", description = "Health, readiness, metrics, this document"),
