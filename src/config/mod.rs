@@ -7,6 +7,7 @@
 //! the values. `config/bulkhead.example.toml` documents every key with its default; a test
 //! keeps it in step with [`Config::default`].
 
+mod events;
 mod secret;
 mod sections;
 
@@ -18,6 +19,7 @@ use figment::Figment;
 pub use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
+pub use events::EventsConfig;
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
 
@@ -188,6 +190,7 @@ impl Config {
             .users
             .validate()
             .map_err(|m| invalid("cache.users", m))?;
+        self.events.validate()?;
         let buckets = &self.metrics.latency_buckets_secs;
         if buckets.is_empty()
             || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)

@@ -23,6 +23,7 @@ pub struct Config {
     pub bulkheads: BulkheadsConfig,
     pub cache: CachesConfig,
     pub metrics: MetricsConfig,
+    pub events: super::EventsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

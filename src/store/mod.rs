@@ -106,6 +106,11 @@ pub trait Store:
     fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
         Vec::new()
     }
+
+    /// The outbox the event relay drains; `None` when events are off.
+    fn outbox_source(self: Arc<Self>) -> Option<Arc<dyn crate::events::source::OutboxSource>> {
+        None
+    }
 }
 
 /// Open the configured store: Postgres when `database.url` is set (applying migrations
@@ -113,7 +118,7 @@ pub trait Store:
 pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
     match &config.database.url {
         Some(_) => {
-            let store = postgres::PgStore::connect(&config.database)?;
+            let store = postgres::PgStore::connect(&config.database)?.with_events(&config.events);
             if migrate {
                 store.migrate().await?;
             }
@@ -124,7 +129,7 @@ pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Stor
                 "no database.url configured: using the embedded in-memory store; \
                  data is NOT kept across restarts"
             );
-            Ok(Arc::new(memory::MemoryStore::new()))
+            Ok(Arc::new(memory::MemoryStore::with_events(&config.events)))
         }
     }
 }

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{MemoryStore, State};
-use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
+use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus, UserView};
+use crate::events::EventKind;
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
 /// Live users only: a deleted user is removed, which frees its email.
@@ -40,6 +41,7 @@ impl UserStore for MemoryStore {
         if state.users.id_by_email.contains_key(&new.email) {
             return Err(StoreError::Conflict(Conflict::DuplicateEmail));
         }
+        state.event_room()?;
         let at = now();
         let user = User {
             id: Uuid::now_v7(),
@@ -54,6 +56,14 @@ impl UserStore for MemoryStore {
         };
         state.users.id_by_email.insert(user.email.clone(), user.id);
         state.users.by_id.insert(user.id, user.clone());
+        state.emit(
+            EventKind::UserRegistered,
+            user.id,
+            at,
+            &UserView::from(&user),
+        );
+        drop(state);
+        self.emitted();
         Ok(user)
     }
 
@@ -89,6 +99,7 @@ impl UserStore for MemoryStore {
                 return Err(StoreError::Conflict(Conflict::DuplicateEmail));
             }
         }
+        state.event_room()?;
         let revoke = changes.password_hash.is_some();
         let user = checked(state, id, None)?;
         if let Some(name) = changes.name {
@@ -109,6 +120,14 @@ impl UserStore for MemoryStore {
         if revoke {
             state.tokens.revoke_user(id, user.updated_at);
         }
+        state.emit(
+            EventKind::UserUpdated,
+            id,
+            user.updated_at,
+            &UserView::from(&user),
+        );
+        drop(guard);
+        self.emitted();
         Ok(user)
     }
 
@@ -116,10 +135,17 @@ impl UserStore for MemoryStore {
         let mut guard = self.lock();
         let state = &mut *guard;
         checked(state, id, expected.as_deref())?;
-        if let Some(user) = state.users.by_id.remove(&id) {
+        state.event_room()?;
+        let at = now();
+        if let Some(mut user) = state.users.by_id.remove(&id) {
             state.users.id_by_email.remove(&user.email);
+            user.version += 1;
+            user.updated_at = at;
+            state.emit(EventKind::UserDeleted, id, at, &UserView::from(&user));
         }
-        state.tokens.revoke_user(id, now());
+        state.tokens.revoke_user(id, at);
+        drop(guard);
+        self.emitted();
         Ok(())
     }
 
@@ -133,18 +159,30 @@ impl UserStore for MemoryStore {
                 to: to.as_str().into(),
             }));
         }
+        state.event_room()?;
+        let user = checked(state, id, None)?;
         user.status = to;
         touch(user);
         let user = user.clone();
         if to != UserStatus::Active {
             state.tokens.revoke_user(id, user.updated_at);
         }
+        state.emit(
+            EventKind::UserStatusChanged,
+            id,
+            user.updated_at,
+            &UserView::from(&user),
+        );
+        drop(guard);
+        self.emitted();
         Ok(user)
     }
 
     async fn make_active_admin(&self, id: Uuid, password_hash: String) -> Result<User, StoreError> {
         let mut guard = self.lock();
         let state = &mut *guard;
+        checked(state, id, None)?;
+        state.event_room()?;
         let user = checked(state, id, None)?;
         user.role = Role::Admin;
         user.status = UserStatus::Active;
@@ -152,6 +190,14 @@ impl UserStore for MemoryStore {
         touch(user);
         let user = user.clone();
         state.tokens.revoke_user(id, user.updated_at);
+        state.emit(
+            EventKind::UserUpdated,
+            id,
+            user.updated_at,
+            &UserView::from(&user),
+        );
+        drop(guard);
+        self.emitted();
         Ok(user)
     }
 

@@ -11,6 +11,7 @@ use crate::store::StoreError;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../../sql/0001_init.sql")),
     (2, "shop", include_str!("../../../sql/0002_shop.sql")),
+    (5, "outbox", include_str!("../../../sql/0005_outbox.sql")),
 ];
 
 /// Arbitrary constant naming Bulkhead's migration lock ("bulkhead" in ASCII).
