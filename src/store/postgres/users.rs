@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{pg_err, PgStore};
+use crate::domain::precondition::IfMatch;
 use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus, UserView};
 use crate::events::{Event, EventKind};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
@@ -177,7 +178,7 @@ impl UserStore for PgStore {
         &self,
         id: Uuid,
         changes: UserChanges,
-        expected: Option<Vec<i64>>,
+        if_match: &IfMatch,
     ) -> Result<User, StoreError> {
         let mut conn = self.write_conn().await?;
         let tx = conn.transaction().await.map_err(pg_err)?;
@@ -193,7 +194,7 @@ impl UserStore for PgStore {
                 .map_err(pg_err)?
                 .ok_or(StoreError::NotFound)?;
             let user = user_from_row(&row)?;
-            if expected.is_some_and(|v| !v.contains(&user.version)) {
+            if !if_match.admits(user.version) {
                 return Err(StoreError::Conflict(Conflict::VersionMismatch));
             }
             return Ok(user);
@@ -220,7 +221,7 @@ impl UserStore for PgStore {
                     &changes.email,
                     &changes.password_hash,
                     &at,
-                    &expected,
+                    &if_match.versions(),
                 ],
             )
             .await
@@ -237,7 +238,7 @@ impl UserStore for PgStore {
         Ok(user)
     }
 
-    async fn delete_user(&self, id: Uuid, expected: Option<Vec<i64>>) -> Result<(), StoreError> {
+    async fn delete_user(&self, id: Uuid, if_match: &IfMatch) -> Result<(), StoreError> {
         let mut conn = self.write_conn().await?;
         let tx = conn.transaction().await.map_err(pg_err)?;
         let at = now();
@@ -251,7 +252,7 @@ impl UserStore for PgStore {
             .await
             .map_err(pg_err)?;
         let Some(row) = tx
-            .query_opt(&stmt, &[&id, &at, &expected])
+            .query_opt(&stmt, &[&id, &at, &if_match.versions()])
             .await
             .map_err(pg_err)?
         else {
