@@ -128,3 +128,29 @@ impl EventsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn bad_event_values_name_their_key() {
+        for (toml, key) in [
+            ("subject_prefix = \"bulk.*\"", "events.subject_prefix"),
+            ("subject_prefix = \"a..b\"", "events.subject_prefix"),
+            ("stream = \"has space\"", "events.stream"),
+            ("batch_size = 0", "events.batch_size"),
+            ("poll_interval_ms = 0", "events.poll_interval_ms"),
+            ("backoff_max_ms = 1", "events.backoff_max_ms"),
+            ("memory_outbox_capacity = 0", "events.memory_outbox_capacity"),
+            ("nats_url = \"\"", "events.nats_url"),
+            ("natsurl = \"nats://x\"", "events.natsurl"),
+        ] {
+            let err = Config::from_toml_str(&format!("[events]\n{toml}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        let ok = Config::from_toml_str("[events]\nnats_url = \"nats://127.0.0.1:4222\"\n").unwrap();
+        assert!(ok.events.enabled());
+        assert!(!Config::default().events.enabled());
+    }
+}
