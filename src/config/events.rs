@@ -142,7 +142,10 @@ mod tests {
             ("batch_size = 0", "events.batch_size"),
             ("poll_interval_ms = 0", "events.poll_interval_ms"),
             ("backoff_max_ms = 1", "events.backoff_max_ms"),
-            ("memory_outbox_capacity = 0", "events.memory_outbox_capacity"),
+            (
+                "memory_outbox_capacity = 0",
+                "events.memory_outbox_capacity",
+            ),
             ("nats_url = \"\"", "events.nats_url"),
             ("natsurl = \"nats://x\"", "events.natsurl"),
         ] {
