@@ -29,7 +29,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let metrics = crate::metrics::install(&config.metrics);
-        let store = store::open(&config, config.database.migrate_on_start).await?;
+        let store = store::open::open(&config, config.database.migrate_on_start).await?;
         crate::events::describe_metrics();
         let relay = match store.clone().outbox_source() {
             Some(source) => Some(crate::events::relay::OutboxRelay::start(

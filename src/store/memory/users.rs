@@ -1,5 +1,4 @@
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -9,13 +8,6 @@ use crate::domain::precondition::IfMatch;
 use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus, UserView};
 use crate::events::EventKind;
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
-
-/// Live users only: a deleted user is removed, which frees its email.
-#[derive(Default)]
-pub(crate) struct Users {
-    pub(crate) by_id: HashMap<Uuid, User>,
-    pub(crate) id_by_email: HashMap<String, Uuid>,
-}
 
 /// The live user `id`, if `if_match` admits its version.
 fn checked<'a>(
@@ -39,15 +31,15 @@ fn touch(user: &mut User) {
 impl UserStore for MemoryStore {
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let mut state = self.lock();
-        if state.users.id_by_email.contains_key(&new.email) {
+        if state.users.id_by_email.contains_key(new.email.as_str()) {
             return Err(StoreError::Conflict(Conflict::DuplicateEmail));
         }
         state.event_room()?;
         let at = now();
         let user = User {
             id: Uuid::now_v7(),
-            email: new.email,
-            name: new.name,
+            email: new.email.into_inner(),
+            name: new.name.into_inner(),
             password_hash: new.password_hash,
             role: new.role,
             status: UserStatus::Active,
@@ -96,7 +88,12 @@ impl UserStore for MemoryStore {
         }
         // Validate everything before mutating anything (see `MemoryStore::lock`).
         if let Some(email) = &changes.email {
-            if state.users.id_by_email.get(email).is_some_and(|o| *o != id) {
+            if state
+                .users
+                .id_by_email
+                .get(email.as_str())
+                .is_some_and(|o| *o != id)
+            {
                 return Err(StoreError::Conflict(Conflict::DuplicateEmail));
             }
         }
@@ -104,14 +101,14 @@ impl UserStore for MemoryStore {
         let revoke = changes.password_hash.is_some();
         let user = checked(state, id, &IfMatch::Absent)?;
         if let Some(name) = changes.name {
-            user.name = name;
+            user.name = name.into_inner();
         }
         if let Some(hash) = changes.password_hash {
             user.password_hash = hash;
         }
         let old_email = changes
             .email
-            .map(|email| std::mem::replace(&mut user.email, email));
+            .map(|email| std::mem::replace(&mut user.email, email.into_inner()));
         touch(user);
         let user = user.clone();
         if let Some(old) = old_email {
@@ -119,7 +116,7 @@ impl UserStore for MemoryStore {
             state.users.id_by_email.insert(user.email.clone(), id);
         }
         if revoke {
-            state.tokens.revoke_user(id, user.updated_at);
+            state.refresh_tokens.revoke_user(id, user.updated_at);
         }
         state.emit(
             EventKind::UserUpdated,
@@ -144,7 +141,7 @@ impl UserStore for MemoryStore {
             user.updated_at = at;
             state.emit(EventKind::UserDeleted, id, at, &UserView::from(&user));
         }
-        state.tokens.revoke_user(id, at);
+        state.refresh_tokens.revoke_user(id, at);
         drop(guard);
         self.emitted();
         Ok(())
@@ -166,7 +163,7 @@ impl UserStore for MemoryStore {
         touch(user);
         let user = user.clone();
         if to != UserStatus::Active {
-            state.tokens.revoke_user(id, user.updated_at);
+            state.refresh_tokens.revoke_user(id, user.updated_at);
         }
         state.emit(
             EventKind::UserStatusChanged,
@@ -190,7 +187,7 @@ impl UserStore for MemoryStore {
         user.password_hash = password_hash;
         touch(user);
         let user = user.clone();
-        state.tokens.revoke_user(id, user.updated_at);
+        state.refresh_tokens.revoke_user(id, user.updated_at);
         state.emit(
             EventKind::UserUpdated,
             id,

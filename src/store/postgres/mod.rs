@@ -10,7 +10,7 @@ mod migrate;
 mod orders;
 mod outbox;
 mod products;
-mod tokens;
+mod refresh_tokens;
 mod users;
 
 use std::sync::Arc;
@@ -29,7 +29,12 @@ use crate::events::postgres::PgOutbox;
 use crate::events::source::OutboxSource;
 use crate::events::Wake;
 
-pub use migrate::MIGRATIONS;
+/// `(version, name, sql)`, in order.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../../sql/0001_init.sql")),
+    (2, "shop", include_str!("../../../sql/0002_shop.sql")),
+    (5, "outbox", include_str!("../../../sql/0005_outbox.sql")),
+];
 
 pub struct PgStore {
     read: Pool,

@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::{pg_err, PgStore};
 use crate::domain::precondition::IfMatch;
-use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus, UserView};
+use crate::domain::user::{
+    now, Email, NewUser, Role, User, UserChanges, UserName, UserStatus, UserView,
+};
 use crate::events::{Event, EventKind};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
@@ -95,9 +97,8 @@ impl UserStore for PgStore {
         let id = Uuid::now_v7();
         let insert = "INSERT INTO users (id, email, name, password_hash, role, status, version, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $6)";
-        let role = new.role.as_str();
-        let params: [&(dyn ToSql + Sync); 6] =
-            [&id, &new.email, &new.name, &new.password_hash, &role, &at];
+        let (email, name, role) = (new.email.as_str(), new.name.as_str(), new.role.as_str());
+        let params: [&(dyn ToSql + Sync); 6] = [&id, &email, &name, &new.password_hash, &role, &at];
         let Some(outbox) = &self.outbox else {
             let stmt = conn
                 .prepare_cached(&format!("{insert} RETURNING {USER_COLUMNS}"))
@@ -110,8 +111,8 @@ impl UserStore for PgStore {
         // so the event exists exactly when the user does.
         let user = User {
             id,
-            email: new.email.clone(),
-            name: new.name.clone(),
+            email: email.to_string(),
+            name: name.to_string(),
             password_hash: String::new(),
             role: new.role,
             status: UserStatus::Active,
@@ -217,8 +218,8 @@ impl UserStore for PgStore {
                 &stmt,
                 &[
                     &id,
-                    &changes.name,
-                    &changes.email,
+                    &changes.name.as_ref().map(UserName::as_str),
+                    &changes.email.as_ref().map(Email::as_str),
                     &changes.password_hash,
                     &at,
                     &if_match.versions(),
