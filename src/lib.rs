@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod invalidation;
 pub mod metrics;
 pub mod service;
 pub mod startup;

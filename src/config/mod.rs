@@ -8,6 +8,8 @@
 //! keeps it in step with [`Config::default`].
 
 mod events;
+mod invalidation;
+mod redis;
 mod secret;
 mod sections;
 
@@ -20,6 +22,8 @@ pub use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
 pub use events::EventsConfig;
+pub use invalidation::{InvalidationConfig, UsersCacheConfig};
+pub use redis::RedisConfig;
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
 
@@ -190,6 +194,10 @@ impl Config {
             .users
             .validate()
             .map_err(|m| invalid("cache.users", m))?;
+        self.invalidation
+            .validate()
+            .map_err(|m| invalid("invalidation", m))?;
+        RedisConfig::validate(self)?;
         self.events.validate()?;
         let buckets = &self.metrics.latency_buckets_secs;
         if buckets.is_empty()

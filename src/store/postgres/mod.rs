@@ -33,6 +33,11 @@ use crate::events::Wake;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../../sql/0001_init.sql")),
     (2, "shop", include_str!("../../../sql/0002_shop.sql")),
+    (
+        4,
+        "invalidation",
+        include_str!("../../../sql/0004_invalidation.sql"),
+    ),
     (5, "outbox", include_str!("../../../sql/0005_outbox.sql")),
 ];
 
