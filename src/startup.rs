@@ -21,6 +21,8 @@ pub struct Application {
     lifecycle: Arc<Lifecycle>,
     shutdown_timeout: Duration,
     shutdown_delay: Duration,
+    /// The event relay (events on), kept for the process's life.
+    _relay: Option<actix::Addr<crate::events::relay::OutboxRelay>>,
 }
 
 impl Application {
@@ -28,6 +30,14 @@ impl Application {
         let config = Arc::new(config);
         let metrics = crate::metrics::install(&config.metrics);
         let store = store::open::open(&config, config.database.migrate_on_start).await?;
+        crate::events::describe_metrics();
+        let relay = match store.clone().outbox_source() {
+            Some(source) => Some(crate::events::relay::OutboxRelay::start(
+                &config.events,
+                source,
+            )?),
+            None => None,
+        };
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let gateway = crate::gateway::Gateway::start(&config.gateway)?;
@@ -74,6 +84,7 @@ impl Application {
             lifecycle,
             shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
+            _relay: relay,
         })
     }
 

@@ -7,6 +7,7 @@
 //! the values. `config/bulkhead.example.toml` documents every key with its default; a test
 //! keeps it in step with [`Config::default`].
 
+mod events;
 mod invalidation;
 mod redis;
 mod gateway;
@@ -21,6 +22,7 @@ use figment::Figment;
 pub use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
+pub use events::EventsConfig;
 pub use invalidation::{InvalidationConfig, UsersCacheConfig};
 pub use redis::RedisConfig;
 pub use gateway::{
@@ -202,6 +204,7 @@ impl Config {
             .map_err(|m| invalid("invalidation", m))?;
         RedisConfig::validate(self)?;
         self.gateway.validate()?;
+        self.events.validate()?;
         let buckets = &self.metrics.latency_buckets_secs;
         if buckets.is_empty()
             || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)

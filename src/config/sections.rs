@@ -29,6 +29,7 @@ pub struct Config {
     /// Redis for global rate limits (`src/config/redis.rs`).
     pub redis: super::RedisConfig,
     pub gateway: super::GatewayConfig,
+    pub events: super::EventsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

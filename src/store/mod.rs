@@ -18,6 +18,8 @@ mod products;
 mod refresh_tokens;
 mod users;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use error::{Backend, Conflict, StoreError};
@@ -39,5 +41,10 @@ pub trait Store:
     /// Connection pools by name with their size, available and waiting counts (metrics).
     fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
         Vec::new()
+    }
+
+    /// The outbox the event relay drains; `None` when events are off.
+    fn outbox_source(self: Arc<Self>) -> Option<Arc<dyn crate::events::source::OutboxSource>> {
+        None
     }
 }

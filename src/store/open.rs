@@ -12,7 +12,7 @@ use crate::config::Config;
 pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
     match &config.database.url {
         Some(_) => {
-            let store = PgStore::connect(&config.database)?;
+            let store = PgStore::connect(&config.database)?.with_events(&config.events);
             if migrate {
                 store.migrate().await?;
             }
@@ -23,7 +23,7 @@ pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Stor
                 "no database.url configured: using the embedded in-memory store; \
                  data is NOT kept across restarts"
             );
-            Ok(Arc::new(MemoryStore::new()))
+            Ok(Arc::new(MemoryStore::with_events(&config.events)))
         }
     }
 }

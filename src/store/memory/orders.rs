@@ -9,6 +9,7 @@ use crate::domain::order::{
     OrderQuery, OrderStatus, IDEMPOTENCY_CLAIM_TIMEOUT, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::user::now;
+use crate::events::EventKind;
 use crate::store::{Conflict, OrderStore, StoreError};
 
 fn older_than(t: DateTime<Utc>, age: std::time::Duration, at: DateTime<Utc>) -> bool {
@@ -121,6 +122,8 @@ impl OrderStore for MemoryStore {
         if !short.is_empty() {
             return Err(StoreError::Conflict(Conflict::InsufficientStock(short)));
         }
+        state.event_room()?;
+        let products = &mut state.products.by_id;
         let at = now();
         let mut items = Vec::with_capacity(lines.len());
         for l in lines {
@@ -146,6 +149,8 @@ impl OrderStore for MemoryStore {
         }
         state.orders.by_time.insert((order.created_at, order.id));
         state.orders.by_id.insert(order.id, order.clone());
+        state.emit(EventKind::OrderPlaced, order.id, at, &order);
+        self.emitted();
         Ok(order)
     }
 
@@ -186,6 +191,10 @@ impl OrderStore for MemoryStore {
                 to: OrderStatus::Cancelled.as_str().into(),
             }));
         }
+        state.event_room()?;
+        let Some(order) = state.orders.by_id.get_mut(&id) else {
+            return Err(StoreError::NotFound);
+        };
         let at = now();
         order.status = OrderStatus::Cancelled;
         order.version += 1;
@@ -198,6 +207,9 @@ impl OrderStore for MemoryStore {
                 p.updated_at = at;
             }
         }
-        Ok(order.clone())
+        let order = order.clone();
+        state.emit(EventKind::OrderCancelled, id, at, &order);
+        self.emitted();
+        Ok(order)
     }
 }

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::{MemoryStore, State};
 use crate::domain::precondition::IfMatch;
-use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
+use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus, UserView};
+use crate::events::EventKind;
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
 /// The live user `id`, if `if_match` admits its version.
@@ -33,6 +34,7 @@ impl UserStore for MemoryStore {
         if state.users.id_by_email.contains_key(new.email.as_str()) {
             return Err(StoreError::Conflict(Conflict::DuplicateEmail));
         }
+        state.event_room()?;
         let at = now();
         let user = User {
             id: Uuid::now_v7(),
@@ -47,6 +49,14 @@ impl UserStore for MemoryStore {
         };
         state.users.id_by_email.insert(user.email.clone(), user.id);
         state.users.by_id.insert(user.id, user.clone());
+        state.emit(
+            EventKind::UserRegistered,
+            user.id,
+            at,
+            &UserView::from(&user),
+        );
+        drop(state);
+        self.emitted();
         Ok(user)
     }
 
@@ -87,6 +97,7 @@ impl UserStore for MemoryStore {
                 return Err(StoreError::Conflict(Conflict::DuplicateEmail));
             }
         }
+        state.event_room()?;
         let revoke = changes.password_hash.is_some();
         let user = checked(state, id, &IfMatch::Absent)?;
         if let Some(name) = changes.name {
@@ -107,6 +118,14 @@ impl UserStore for MemoryStore {
         if revoke {
             state.refresh_tokens.revoke_user(id, user.updated_at);
         }
+        state.emit(
+            EventKind::UserUpdated,
+            id,
+            user.updated_at,
+            &UserView::from(&user),
+        );
+        drop(guard);
+        self.emitted();
         Ok(user)
     }
 
@@ -114,10 +133,17 @@ impl UserStore for MemoryStore {
         let mut guard = self.lock();
         let state = &mut *guard;
         checked(state, id, if_match)?;
-        if let Some(user) = state.users.by_id.remove(&id) {
+        state.event_room()?;
+        let at = now();
+        if let Some(mut user) = state.users.by_id.remove(&id) {
             state.users.id_by_email.remove(&user.email);
+            user.version += 1;
+            user.updated_at = at;
+            state.emit(EventKind::UserDeleted, id, at, &UserView::from(&user));
         }
-        state.refresh_tokens.revoke_user(id, now());
+        state.refresh_tokens.revoke_user(id, at);
+        drop(guard);
+        self.emitted();
         Ok(())
     }
 
@@ -131,18 +157,30 @@ impl UserStore for MemoryStore {
                 to: to.as_str().into(),
             }));
         }
+        state.event_room()?;
+        let user = checked(state, id, &IfMatch::Absent)?;
         user.status = to;
         touch(user);
         let user = user.clone();
         if to != UserStatus::Active {
             state.refresh_tokens.revoke_user(id, user.updated_at);
         }
+        state.emit(
+            EventKind::UserStatusChanged,
+            id,
+            user.updated_at,
+            &UserView::from(&user),
+        );
+        drop(guard);
+        self.emitted();
         Ok(user)
     }
 
     async fn make_active_admin(&self, id: Uuid, password_hash: String) -> Result<User, StoreError> {
         let mut guard = self.lock();
         let state = &mut *guard;
+        checked(state, id, &IfMatch::Absent)?;
+        state.event_room()?;
         let user = checked(state, id, &IfMatch::Absent)?;
         user.role = Role::Admin;
         user.status = UserStatus::Active;
@@ -150,6 +188,14 @@ impl UserStore for MemoryStore {
         touch(user);
         let user = user.clone();
         state.refresh_tokens.revoke_user(id, user.updated_at);
+        state.emit(
+            EventKind::UserUpdated,
+            id,
+            user.updated_at,
+            &UserView::from(&user),
+        );
+        drop(guard);
+        self.emitted();
         Ok(user)
     }
 

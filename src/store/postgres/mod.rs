@@ -8,10 +8,12 @@
 mod idempotency;
 mod migrate;
 mod orders;
+mod outbox;
 mod products;
 mod refresh_tokens;
 mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +25,9 @@ use tokio_postgres::NoTls;
 
 use super::{Backend, Conflict, Store, StoreError};
 use crate::config::DatabaseConfig;
+use crate::events::postgres::PgOutbox;
+use crate::events::source::OutboxSource;
+use crate::events::Wake;
 
 /// `(version, name, sql)`, in order.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -33,11 +38,17 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "invalidation",
         include_str!("../../../sql/0004_invalidation.sql"),
     ),
+    (5, "outbox", include_str!("../../../sql/0005_outbox.sql")),
 ];
 
 pub struct PgStore {
     read: Pool,
     write: Pool,
+    /// The connection settings, for the outbox relay's own connection.
+    pg: tokio_postgres::Config,
+    /// `Some` when events are on: every change to a user or an order writes one.
+    outbox: Option<outbox::Outbox>,
+    events: Option<crate::config::EventsConfig>,
 }
 
 impl PgStore {
@@ -73,7 +84,21 @@ impl PgStore {
         Ok(Self {
             read: build(cfg.read_pool_size)?,
             write: build(cfg.write_pool_size)?,
+            pg,
+            outbox: None,
+            events: None,
         })
+    }
+
+    /// Write domain events with every change to a user or an order (`events.nats_url`
+    /// set), for the relay [`Store::outbox_source`] gives.
+    pub fn with_events(mut self, events: &crate::config::EventsConfig) -> Self {
+        if events.enabled() {
+            let wake = Arc::new(Wake::new(Duration::from_millis(events.notify_interval_ms)));
+            self.outbox = Some(outbox::Outbox { wake });
+            self.events = Some(events.clone());
+        }
+        self
     }
 
     pub(crate) async fn read_conn(&self) -> Result<Object, StoreError> {
@@ -99,6 +124,16 @@ impl Store for PgStore {
 
     fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
         vec![("read", self.read.status()), ("write", self.write.status())]
+    }
+
+    fn outbox_source(self: Arc<Self>) -> Option<Arc<dyn OutboxSource>> {
+        let (outbox, events) = (self.outbox.as_ref()?, self.events.as_ref()?);
+        Some(Arc::new(PgOutbox::new(
+            &self.pg,
+            outbox.wake.clone(),
+            Duration::from_millis(events.publish_timeout_ms),
+            Duration::from_millis(events.connect_timeout_ms),
+        )))
     }
 }
 

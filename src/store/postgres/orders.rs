@@ -17,6 +17,7 @@ use crate::domain::order::{
     OrderQuery, OrderStatus,
 };
 use crate::domain::user::now;
+use crate::events::{Event, EventKind};
 use crate::store::{Conflict, OrderStore, StoreError};
 
 const ORDER_COLUMNS: &str =
@@ -188,7 +189,18 @@ impl OrderStore for PgStore {
             .map_err(pg_err)?;
         let params: [&(dyn ToSql + Sync); 7] =
             [&order.id, &positions, &ids, &skus, &names, &qty, &prices];
-        tx.execute(&insert_items, &params).await.map_err(pg_err)?;
+        let items = async { tx.execute(&insert_items, &params).await.map_err(pg_err) };
+        // The event rides in the same round trip as the items (tokio-postgres pipelines
+        // statements issued together on one connection).
+        match &self.outbox {
+            Some(outbox) => {
+                let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
+                futures_util::future::try_join(items, outbox.write(&tx, &event)).await?;
+            }
+            None => {
+                items.await?;
+            }
+        }
 
         if let Some(c) = idempotency {
             let complete = tx
@@ -217,6 +229,9 @@ impl OrderStore for PgStore {
             }
         }
         tx.commit().await.map_err(pg_err)?;
+        if let Some(outbox) = &self.outbox {
+            outbox.committed();
+        }
         Ok(order)
     }
 
@@ -316,10 +331,24 @@ impl OrderStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
-        tx.execute(&restore, &[&item_ids, &quantities, &at])
-            .await
-            .map_err(pg_err)?;
-        tx.commit().await.map_err(pg_err)?;
+        let restore = async {
+            tx.execute(&restore, &[&item_ids, &quantities, &at])
+                .await
+                .map_err(pg_err)
+        };
+        match &self.outbox {
+            Some(outbox) => {
+                // After the UPDATE that locked the order: its seq follows order.placed.
+                let event = Event::new(EventKind::OrderCancelled, order.id, at, &order);
+                futures_util::future::try_join(restore, outbox.write(&tx, &event)).await?;
+                tx.commit().await.map_err(pg_err)?;
+                outbox.committed();
+            }
+            None => {
+                restore.await?;
+                tx.commit().await.map_err(pg_err)?;
+            }
+        }
         Ok(order)
     }
 }

@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use super::{pg_err, PgStore};
 use crate::domain::precondition::IfMatch;
-use crate::domain::user::{now, Email, NewUser, Role, User, UserChanges, UserName, UserStatus};
+use crate::domain::user::{
+    now, Email, NewUser, Role, User, UserChanges, UserName, UserStatus, UserView,
+};
+use crate::events::{Event, EventKind};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
 pub(crate) const USER_COLUMNS: &str =
@@ -65,33 +68,86 @@ async fn why_not_written(tx: &Transaction<'_>, id: Uuid) -> StoreError {
     }
 }
 
+impl PgStore {
+    /// Write `user`'s event of `kind` (when events are on) and commit. The caller has
+    /// already written the user's row in `tx`, so the event's seq follows every earlier
+    /// change of this user.
+    async fn commit_with_event(
+        &self,
+        tx: Transaction<'_>,
+        kind: EventKind,
+        user: &User,
+    ) -> Result<(), StoreError> {
+        if let Some(outbox) = &self.outbox {
+            let event = Event::new(kind, user.id, user.updated_at, &UserView::from(user));
+            outbox.write(&tx, &event).await?;
+            tx.commit().await.map_err(pg_err)?;
+            outbox.committed();
+            return Ok(());
+        }
+        tx.commit().await.map_err(pg_err)
+    }
+}
+
 #[async_trait]
 impl UserStore for PgStore {
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let conn = self.write_conn().await?;
         let at = now();
+        let id = Uuid::now_v7();
+        let insert = "INSERT INTO users (id, email, name, password_hash, role, status, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $6)";
+        let (email, name, role) = (new.email.as_str(), new.name.as_str(), new.role.as_str());
+        let params: [&(dyn ToSql + Sync); 6] = [&id, &email, &name, &new.password_hash, &role, &at];
+        let Some(outbox) = &self.outbox else {
+            let stmt = conn
+                .prepare_cached(&format!("{insert} RETURNING {USER_COLUMNS}"))
+                .await
+                .map_err(pg_err)?;
+            let row = conn.query_one(&stmt, &params).await.map_err(pg_err)?;
+            return user_from_row(&row);
+        };
+        // The event's data is the user as it will be stored; one statement writes both,
+        // so the event exists exactly when the user does.
+        let user = User {
+            id,
+            email: email.to_string(),
+            name: name.to_string(),
+            password_hash: String::new(),
+            role: new.role,
+            status: UserStatus::Active,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        let event = Event::new(EventKind::UserRegistered, id, at, &UserView::from(&user));
+        let notify = if outbox.wake.take_notify_slot() {
+            ", (SELECT pg_notify('bulkhead_outbox', '')) AS n"
+        } else {
+            ""
+        };
         let stmt = conn
             .prepare_cached(&format!(
-                "INSERT INTO users (id, email, name, password_hash, role, status, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 'active', 1, $6, $6)
-                 RETURNING {USER_COLUMNS}"
+                "WITH u AS ({insert} RETURNING {USER_COLUMNS}),
+                      e AS (INSERT INTO outbox (id, kind, payload) SELECT $7, $8, $9 FROM u{notify})
+                 SELECT {USER_COLUMNS} FROM u"
             ))
             .await
             .map_err(pg_err)?;
-        let row = conn
-            .query_one(
-                &stmt,
-                &[
-                    &Uuid::now_v7(),
-                    &new.email.as_str(),
-                    &new.name.as_str(),
-                    &new.password_hash,
-                    &new.role.as_str(),
-                    &at,
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
+        let kind = event.kind.as_str();
+        let params: [&(dyn ToSql + Sync); 9] = [
+            params[0],
+            params[1],
+            params[2],
+            params[3],
+            params[4],
+            params[5],
+            &event.id,
+            &kind,
+            &event.payload,
+        ];
+        let row = conn.query_one(&stmt, &params).await.map_err(pg_err)?;
+        outbox.committed();
         user_from_row(&row)
     }
 
@@ -174,11 +230,13 @@ impl UserStore for PgStore {
         let Some(row) = row else {
             return Err(why_not_written(&tx, id).await);
         };
+        let user = user_from_row(&row)?;
         if changes.password_hash.is_some() {
             revoke_user_tokens(&tx, id, at).await?;
         }
-        tx.commit().await.map_err(pg_err)?;
-        user_from_row(&row)
+        self.commit_with_event(tx, EventKind::UserUpdated, &user)
+            .await?;
+        Ok(user)
     }
 
     async fn delete_user(&self, id: Uuid, if_match: &IfMatch) -> Result<(), StoreError> {
@@ -186,23 +244,24 @@ impl UserStore for PgStore {
         let tx = conn.transaction().await.map_err(pg_err)?;
         let at = now();
         let stmt = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE users SET deleted_at = $2, updated_at = $2, version = version + 1
                  WHERE id = $1 AND deleted_at IS NULL
-                   AND ($3::bigint[] IS NULL OR version = ANY($3))",
-            )
+                   AND ($3::bigint[] IS NULL OR version = ANY($3))
+                 RETURNING {USER_COLUMNS}"
+            ))
             .await
             .map_err(pg_err)?;
-        if tx
-            .execute(&stmt, &[&id, &at, &if_match.versions()])
+        let Some(row) = tx
+            .query_opt(&stmt, &[&id, &at, &if_match.versions()])
             .await
             .map_err(pg_err)?
-            == 0
-        {
+        else {
             return Err(why_not_written(&tx, id).await);
-        }
+        };
         revoke_user_tokens(&tx, id, at).await?;
-        tx.commit().await.map_err(pg_err)
+        self.commit_with_event(tx, EventKind::UserDeleted, &user_from_row(&row)?)
+            .await
     }
 
     async fn set_user_status(&self, id: Uuid, to: UserStatus) -> Result<User, StoreError> {
@@ -236,11 +295,13 @@ impl UserStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
+        let user = user_from_row(&row)?;
         if to != UserStatus::Active {
             revoke_user_tokens(&tx, id, at).await?;
         }
-        tx.commit().await.map_err(pg_err)?;
-        user_from_row(&row)
+        self.commit_with_event(tx, EventKind::UserStatusChanged, &user)
+            .await?;
+        Ok(user)
     }
 
     async fn make_active_admin(&self, id: Uuid, password_hash: String) -> Result<User, StoreError> {
@@ -259,9 +320,11 @@ impl UserStore for PgStore {
             .await
             .map_err(pg_err)?
             .ok_or(StoreError::NotFound)?;
+        let user = user_from_row(&row)?;
         revoke_user_tokens(&tx, id, at).await?;
-        tx.commit().await.map_err(pg_err)?;
-        user_from_row(&row)
+        self.commit_with_event(tx, EventKind::UserUpdated, &user)
+            .await?;
+        Ok(user)
     }
 
     async fn list_users(&self, query: &UserListQuery) -> Result<Vec<User>, StoreError> {

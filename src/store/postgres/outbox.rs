@@ -1,0 +1,49 @@
+//! Writing domain events into the outbox, inside the caller's transaction
+//! (`crate::events`; the table is `sql/0005_outbox.sql`).
+//!
+//! Callers write the event *after* the statement that locks (or creates) the resource's
+//! row, so the row's `seq` follows every earlier committed change of that resource.
+
+use std::sync::Arc;
+
+use deadpool_postgres::GenericClient;
+
+use super::pg_err;
+use crate::events::{Event, Wake};
+use crate::store::StoreError;
+
+const INSERT: &str = "INSERT INTO outbox (id, kind, payload) VALUES ($1, $2, $3)";
+/// The same row, plus a NOTIFY delivered at commit (one statement, one round trip).
+const INSERT_NOTIFY: &str = "INSERT INTO outbox (id, kind, payload)
+     SELECT $1, $2, $3 FROM (SELECT pg_notify('bulkhead_outbox', '')) AS n";
+
+/// Events are on: the handle the relay of this process waits on.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    pub(crate) wake: Arc<Wake>,
+}
+
+impl Outbox {
+    /// Insert `event` in the transaction `c` is in.
+    pub(crate) async fn write<C: GenericClient>(
+        &self,
+        c: &C,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let sql = if self.wake.take_notify_slot() {
+            INSERT_NOTIFY
+        } else {
+            INSERT
+        };
+        let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+        c.execute(&stmt, &[&event.id, &event.kind.as_str(), &event.payload])
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    /// After the commit: wake this process's relay.
+    pub(crate) fn committed(&self) {
+        self.wake.wake();
+    }
+}
