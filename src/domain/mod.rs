@@ -4,5 +4,6 @@
 pub mod order;
 pub mod product;
 pub mod rule;
+pub mod text;
 pub mod token;
 pub mod user;
