@@ -1,8 +1,8 @@
 //! `/api/v1/orders`: placing, reading, listing and cancelling orders.
 //!
 //! Creation is idempotent per user and `Idempotency-Key` (see `store::orders`): the key is
-//! claimed before the work, the order's transaction stores the response, and a failed
-//! creation releases the claim. Only successes are stored for replay: a request refused
+//! taken, looked up and completed in the order's own transaction, so a failed creation,
+//! whatever the failure, leaves it free. Only successes are stored for replay: a request refused
 //! for stock or unknown products leaves no trace, so the client may retry the same key
 //! once the cause is gone. Choices where the contract is silent: a non-admin asking for
 //! another user's orders (`user_id`) is 403; an unknown `status` filter is 400.
@@ -22,10 +22,10 @@ use super::problem::{ApiError, ErrorCode};
 use super::shop::{only_known, page, resource_response, Rules};
 use super::{resource, AppState};
 use crate::domain::order::{
-    Claim, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderLines, OrderQuery,
-    OrderStatus,
+    IdempotencyKey, IdempotentRequest, NewOrder, Order, OrderLines, OrderQuery, OrderStatus, Placed,
 };
 use crate::domain::rule::Violation;
+use crate::domain::text::keyset_time;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -47,7 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateOrder {
+pub(super) struct CreateOrder {
     items: Vec<ItemBody>,
 }
 
@@ -59,7 +59,7 @@ struct ItemBody {
 }
 
 impl CreateOrder {
-    fn parse(self) -> Result<OrderLines, ApiError> {
+    pub(super) fn parse(self) -> Result<OrderLines, ApiError> {
         let mut rules = Rules::default();
         let mut raw = Vec::with_capacity(self.items.len());
         for (i, item) in self.items.iter().enumerate() {
@@ -132,53 +132,21 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let lines = body.parse()?;
-    let hash = lines.request_hash();
-    let claim = state
+    let request_hash = lines.request_hash();
+    let new = NewOrder {
+        user_id: caller.id,
+        lines,
+    };
+    let idempotency = IdempotentRequest { key, request_hash };
+    // One store transaction: a failure, whatever it is, leaves the key free.
+    let order = match state
         .svc
-        .write(
-            state
-                .svc
-                .store
-                .claim_idempotency_key(caller.id, &key, &hash),
-        )
-        .await?;
-    let token = match claim {
-        Claim::Claimed(token) => token,
-        Claim::Replay { status, body } => return Ok(replay(status, body)),
+        .write(state.svc.store.create_order(new, Some(idempotency)))
+        .await?
+    {
+        Placed::Created(order) => order,
+        Placed::Replay { status, body } => return Ok(replay(status, body)),
     };
-    let user_id = caller.id;
-    let new = NewOrder { user_id, lines };
-    // The work runs in its own task, so a client that disconnects cannot cut it short
-    // between the order's commit and the release of a failed claim.
-    let work = {
-        let state = state.clone();
-        let key = key.clone();
-        actix_web::rt::spawn(async move {
-            let completion = IdempotentCompletion {
-                key: key.clone(),
-                token,
-            };
-            let result = state
-                .svc
-                .write(state.svc.store.create_order(new, Some(completion)))
-                .await;
-            if result.is_err() {
-                // Straight to the store, past the bulkhead: when the bulkhead refused
-                // the creation, this release must not be refused too, or the key would
-                // stay blocked until the claim times out.
-                if let Err(e) = state
-                    .svc
-                    .store
-                    .release_idempotency_key(user_id, &key, token)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not release an idempotency claim");
-                }
-            }
-            result
-        })
-    };
-    let order = work.await.map_err(|_| ApiError::internal())??;
     let mut res = HttpResponse::Created();
     order_headers(&mut res, &order.id.to_string());
     Ok(res
@@ -285,7 +253,7 @@ fn list_query(caller: &Caller, params: &HashMap<String, String>) -> Result<Order
         None => None,
         Some(raw) => {
             let c = Cursor::decode(raw, ORDER_SORT)?;
-            let at = serde_json::from_value(c.value).map_err(|_| {
+            let at = keyset_time(&c.value).ok_or_else(|| {
                 ApiError::invalid_parameter("cursor", "not a cursor of this listing")
             })?;
             Some((at, c.id))
