@@ -82,7 +82,11 @@ pub async fn middleware<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    if !req.path().starts_with("/api/") || !req.headers().contains_key(header::AUTHORIZATION) {
+    // The path as the router matches it (percent-decoded), not as the client spelt it:
+    // `/%61pi/...` routes to `/api/...` and must be authenticated like it.
+    if !req.match_info().as_str().starts_with("/api/")
+        || !req.headers().contains_key(header::AUTHORIZATION)
+    {
         return next
             .call(req)
             .await

@@ -43,7 +43,9 @@ pub async fn middleware<B: MessageBody>(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    if !req.path().starts_with("/api/") || req.method() == Method::OPTIONS {
+    // The path as the router matches it (percent-decoded), not as the client spelt it:
+    // `/%61pi/v1/auth/token` is the login route and is limited like it.
+    if !req.match_info().as_str().starts_with("/api/") || req.method() == Method::OPTIONS {
         return next
             .call(req)
             .await
