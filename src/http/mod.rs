@@ -14,8 +14,11 @@
 pub mod auth;
 pub mod client_ip;
 pub mod compress;
+pub mod connections;
 pub mod etag;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 pub mod openapi;
 mod orders;

@@ -50,6 +50,21 @@ pub struct UserPatch {
     password: Member<String>,
 }
 
+/// The members a patch sets, each parsed.
+pub(super) type ParsedPatch = (Option<UserName>, Option<Email>, Option<Password>);
+
+impl UserPatch {
+    /// Every member's value parsed: 422 listing every broken rule.
+    pub(super) fn parse(self) -> Result<ParsedPatch, ApiError> {
+        let mut v = Violations::default();
+        let name = member(&mut v, "name", self.name, UserName::parse);
+        let email = member(&mut v, "email", self.email, Email::parse);
+        let password = member(&mut v, "password", self.password, Password::parse);
+        v.finish()?;
+        Ok((name, email, password))
+    }
+}
+
 /// Parse one member: `null` would remove a required field, which is a 422.
 fn member<T>(
     v: &mut Violations,
@@ -86,11 +101,7 @@ pub async fn patch(
     if !caller.may_act_for(id) {
         return Err(ApiError::not_found());
     }
-    let mut v = Violations::default();
-    let name = member(&mut v, "name", body.name, UserName::parse);
-    let email = member(&mut v, "email", body.email, Email::parse);
-    let password = member(&mut v, "password", body.password, Password::parse);
-    v.finish()?;
+    let (name, email, password) = body.parse()?;
     // Hashing is on the hashing pool, before the write: the store only swaps hashes.
     let password_hash = match password {
         Some(p) => Some(state.svc.hash_password(p.into_inner()).await?),

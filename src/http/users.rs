@@ -44,10 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// password (8..=128 chars).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
-    email: String,
-    name: String,
-    password: String,
+pub(super) struct CreateUser {
+    pub(super) email: String,
+    pub(super) name: String,
+    pub(super) password: String,
 }
 
 /// Collects every rule a request breaks, to answer them all in one 422.
