@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use super::extract::parse_object;
 use super::pagination::{parse_limit, Cursor};
-use super::problem::ApiError;
 use crate::domain::product::SortValue;
 use crate::domain::text::{storable, storable_time};
+use crate::error::ApiError;
 
 fn assert_storable(s: &str) {
     assert!(storable(s), "accepted text that no store can hold: {s:?}");
