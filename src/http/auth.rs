@@ -99,7 +99,10 @@ pub async fn middleware<B: MessageBody>(
                 .await
                 .map(ServiceResponse::map_into_left_body)
         }
-        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+        // Counted against the client IP's quota: guessing tokens is not free.
+        Err(e) => Ok(super::ratelimit::refuse_counted(req, e)
+            .await
+            .map_into_right_body()),
     }
 }
 

@@ -100,6 +100,35 @@ pub async fn middleware<B: MessageBody>(
     Ok(res.map_into_left_body())
 }
 
+/// A request refused for its token spends the client IP's quota like any anonymous
+/// request (API.md, Limits): `refusal` is answered, or 429 once the quota is spent, with
+/// the `ip` policy's headers either way. Without a limiter, `refusal` as it is.
+pub async fn refuse_counted(req: ServiceRequest, refusal: ApiError) -> ServiceResponse {
+    let limiter = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.svc.limiter.clone());
+    let Some((limiter, policies)) = limiter else {
+        return req.error_response(refusal);
+    };
+    let ip = req
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(|c| c.client_ip);
+    let decision = match limiter.check_hashed(policies.ip, ip_key(ip)).await {
+        Ok(d) => d,
+        // The limiter could not decide: the refusal stands on its own.
+        Err(_) => return req.error_response(refusal),
+    };
+    let answer = if decision.allowed {
+        refusal
+    } else {
+        limited(&decision)
+    };
+    let mut res = req.error_response(answer);
+    apply_headers(res.headers_mut(), "ip", &decision);
+    res
+}
+
 /// The 429 answer for a denied decision.
 pub fn limited(decision: &Decision) -> ApiError {
     let after = decision
