@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::MemoryStore;
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::{now, UserStatus};
-use crate::store::{Rotation, StoreError, TokenStore};
+use crate::store::{Conflict, Rotation, StoreError, TokenStore};
 
 #[derive(Debug, Clone)]
 pub(crate) struct TokenRow {
@@ -62,8 +62,12 @@ impl Tokens {
 impl TokenStore for MemoryStore {
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if !state.users.by_id.contains_key(&token.user_id) {
-            return Err(StoreError::NotFound);
+        match state.users.by_id.get(&token.user_id) {
+            None => return Err(StoreError::NotFound),
+            Some(u) if u.status != UserStatus::Active => {
+                return Err(StoreError::Conflict(Conflict::AccountInactive));
+            }
+            Some(_) => {}
         }
         state.tokens.insert(
             token.hash,

@@ -17,11 +17,19 @@ async fn requests_with_bad_tokens_are_rate_limited_per_ip() {
     let mut answers = Vec::new();
     for i in 0..4 {
         let res = app
-            .authed(Method::GET, "/api/v1/users/me", &format!("forged.token.{i}"))
+            .authed(
+                Method::GET,
+                "/api/v1/users/me",
+                &format!("forged.token.{i}"),
+            )
             .send()
             .await
             .unwrap();
-        assert!(res.headers().contains_key("ratelimit"), "{:?}", res.headers());
+        assert!(
+            res.headers().contains_key("ratelimit"),
+            "{:?}",
+            res.headers()
+        );
         answers.push(res);
     }
     let last = answers.pop().unwrap();

@@ -4,6 +4,7 @@
 mod bad_tokens;
 mod forwarded_for_lines;
 mod idempotency_outage;
+mod login_race;
 mod odd_input;
 mod path_spelling;
 mod slow_clients;
