@@ -20,7 +20,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use uuid::Uuid;
 
 use bulkhead::config::{Config, Secret};
-use bulkhead::domain::user::{now, NewUser, Role};
+use bulkhead::domain::user::{now, Email, NewUser, Role, UserName};
 use bulkhead::http::{self, AppState, Lifecycle};
 use bulkhead::service::{CachedUser, Services};
 use bulkhead::store::memory::MemoryStore;
@@ -38,6 +38,8 @@ fn config() -> Config {
 
 struct Fixture {
     state: web::Data<AppState>,
+    /// The store the services run on, for reading a record as it is stored.
+    store: Arc<dyn Store>,
     user: Uuid,
     token: String,
 }
@@ -48,8 +50,8 @@ async fn fixture() -> Fixture {
     let svc = Services::start(config.clone(), store.clone()).expect("services start");
     let user = store
         .create_user(NewUser {
-            email: "bench@example.com".into(),
-            name: "Bench User".into(),
+            email: Email::parse("bench@example.com").expect("an email"),
+            name: UserName::parse("Bench User").expect("a name"),
             password_hash: "x".into(),
             role: Role::User,
         })
@@ -69,6 +71,7 @@ async fn fixture() -> Fixture {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     Fixture {
+        store,
         state: web::Data::new(AppState {
             config,
             svc,
@@ -127,7 +130,7 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("body");
     let user = sys
-        .block_on(svc.store.get_user(f.user))
+        .block_on(f.store.get_user(f.user))
         .expect("read")
         .expect("exists");
     g.bench_function("serialize_user", |b| {

@@ -27,7 +27,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let metrics = crate::metrics::install(&config.metrics);
-        let store = store::open(&config, config.database.migrate_on_start).await?;
+        let store = store::open::open(&config, config.database.migrate_on_start).await?;
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let lifecycle = Arc::new(Lifecycle::default());

@@ -8,7 +8,7 @@
 //! * [`Circuit`] — Resilience4j-style breaker per dependency;
 //! * [`Bulkhead`] / [`BlockingPool`] — admission (concurrency + bounded, deadlined queue)
 //!   per workload class, the latter on dedicated threads for password hashing;
-//! * [`UserCache`] — sharded read-through cache with single-flight loads.
+//! * [`ShardedCache`] — sharded read-through cache with single-flight loads.
 //!
 //! Every mailbox and queue is bounded from config; request paths `try_send` and await
 //! replies under a deadline; actors run under `actix::Supervisor` and a panicking handler
@@ -23,7 +23,7 @@ pub mod ratelimit;
 pub mod supervise;
 
 pub use bulkhead::{guarded, BlockingPool, Bulkhead, Slot};
-pub use cache::UserCache;
+pub use cache::ShardedCache;
 pub use circuit::{Circuit, CircuitPermit, CircuitState, Classify, Outcome};
 pub use config::{
     Algorithm, BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,

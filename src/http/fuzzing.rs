@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use super::extract::parse_object;
-use super::pagination::{parse_limit, Cursor};
+use super::support::extract::parse_object;
+use super::support::pagination::{parse_limit, Cursor};
 use crate::domain::product::SortValue;
 use crate::domain::text::{storable, storable_time};
 use crate::error::ApiError;
@@ -20,7 +20,7 @@ pub fn product_list_query(query: &str) -> Result<(), ApiError> {
     // As the handler's extractor parses it.
     let params = actix_web::web::Query::<HashMap<String, String>>::from_query(query)
         .map_err(|e| ApiError::invalid_parameter("query", e.to_string()))?;
-    let q = super::products::list_query(&params)?;
+    let q = super::routes::products::list_query(&params)?;
     if let Some(text) = &q.q {
         assert_storable(text);
     }
@@ -44,10 +44,10 @@ pub fn cursor(raw: &str, sort: &str) -> Result<(), ApiError> {
 /// The JSON bodies of `POST /api/v1/orders`, products (POST/PUT and PATCH) and users
 /// (POST and PATCH), each parsed into its domain values.
 pub fn json_bodies(body: &[u8]) {
-    if let Ok(order) = parse_object::<super::orders::CreateOrder>(body) {
+    if let Ok(order) = parse_object::<super::routes::orders::CreateOrder>(body) {
         let _ = order.parse();
     }
-    if let Ok(p) = parse_object::<super::products::ProductBody>(body) {
+    if let Ok(p) = parse_object::<super::routes::products::ProductBody>(body) {
         if let Ok(p) = p.parse() {
             for s in [
                 p.sku.as_str(),
@@ -59,7 +59,7 @@ pub fn json_bodies(body: &[u8]) {
             }
         }
     }
-    if let Ok(p) = parse_object::<super::products::PatchBody>(body) {
+    if let Ok(p) = parse_object::<super::routes::products::PatchBody>(body) {
         if let Ok(c) = p.parse() {
             let texts = [
                 c.sku.as_ref().map(|v| v.as_str()),
@@ -70,22 +70,22 @@ pub fn json_bodies(body: &[u8]) {
             texts.into_iter().flatten().for_each(assert_storable);
         }
     }
-    if let Ok(u) = parse_object::<super::users::CreateUser>(body) {
+    if let Ok(u) = parse_object::<Registration>(body) {
         if let Ok(email) = crate::domain::user::Email::parse(&u.email) {
             assert_storable(email.as_str());
         }
         if let Ok(name) = crate::domain::user::UserName::parse(&u.name) {
             assert_storable(&name.into_inner());
         }
+        let _ = crate::domain::user::Password::parse(&u.password);
     }
-    if let Ok(patch) = parse_object::<super::user_patch::UserPatch>(body) {
-        if let Ok((name, email, _)) = patch.parse() {
-            if let Some(n) = name {
-                assert_storable(&n.into_inner());
-            }
-            if let Some(e) = email {
-                assert_storable(e.as_str());
-            }
-        }
-    }
+}
+
+/// The registration body (`POST /api/v1/users`), as its handler reads it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    email: String,
+    name: String,
+    password: String,
 }

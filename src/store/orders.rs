@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::domain::order::{IdempotentRequest, NewOrder, Order, OrderQuery, Placed};
 
 #[async_trait]

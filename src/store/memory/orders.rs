@@ -12,14 +12,6 @@ use crate::domain::order::{
 use crate::domain::user::now;
 use crate::store::{Conflict, OrderStore, StoreError};
 
-#[derive(Default)]
-pub(crate) struct Orders {
-    pub(crate) by_id: HashMap<Uuid, Order>,
-    /// `(created_at, id)` of every order, for newest-first listing.
-    pub(crate) by_time: BTreeSet<(DateTime<Utc>, Uuid)>,
-    pub(crate) idempotency: Idempotency,
-}
-
 /// The completed idempotency keys, kept for [`IDEMPOTENCY_RETENTION`] as Postgres keeps
 /// them: every placement purges what has expired, oldest first, so the map never holds
 /// more than the keys of the last 24 hours. There is no claim in flight to keep: a

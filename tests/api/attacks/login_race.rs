@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bulkhead::domain::token::NewRefreshToken;
-use bulkhead::domain::user::{NewUser, Role, UserStatus};
+use bulkhead::domain::user::{Email, NewUser, Role, UserName, UserStatus};
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Rotation, Store, StoreError};
 use uuid::Uuid;
@@ -16,8 +16,8 @@ use crate::store_conformance::pg_store;
 async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
     let user = store
         .create_user(NewUser {
-            email: "racer@example.com".into(),
-            name: "Racer".into(),
+            email: Email::parse("racer@example.com").unwrap(),
+            name: UserName::parse("Racer").unwrap(),
             password_hash: "$argon2id$fake".into(),
             role: Role::User,
         })
