@@ -59,10 +59,20 @@ impl Application {
         } else {
             s.workers
         };
+        let pool_fds = (config.database.read_pool_size + config.database.write_pool_size) as u64;
+        let max_connections = http::connections::clamp_to_fd_limit(
+            s.max_connections_per_worker,
+            workers,
+            http::connections::FD_RESERVE + pool_fds,
+        );
+        let per_ip =
+            http::connections::PerIpConnections::new(s.max_connections_per_ip, &s.trusted_proxies);
         let server = HttpServer::new(move || http::app(state.clone()))
+            // Before `listen`: the hook is captured when the listener is added.
+            .on_connect(move |conn, ext| per_ip.on_connect(conn, ext))
             .workers(workers)
             .backlog(s.backlog)
-            .max_connections(s.max_connections_per_worker)
+            .max_connections(max_connections)
             .keep_alive(Duration::from_secs(s.keep_alive_secs))
             .client_request_timeout(Duration::from_millis(s.client_request_timeout_ms))
             .shutdown_timeout(s.shutdown_timeout_secs)

@@ -104,6 +104,15 @@ impl Config {
         if s.shutdown_timeout_secs == 0 {
             return bad("server.shutdown_timeout_secs", "must be at least 1");
         }
+        if s.client_body_timeout_ms == 0 {
+            return bad("server.client_body_timeout_ms", "must be at least 1");
+        }
+        if s.max_connections_per_ip == 0 {
+            return bad("server.max_connections_per_ip", "must be at least 1");
+        }
+        if s.max_connections_per_worker == 0 {
+            return bad("server.max_connections_per_worker", "must be at least 1");
+        }
         let d = &self.database;
         if d.read_pool_size == 0 || d.write_pool_size == 0 {
             return bad("database.read_pool_size", "pool sizes must be at least 1");

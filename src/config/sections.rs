@@ -52,8 +52,14 @@ pub struct ServerConfig {
     pub keep_alive_secs: u64,
     /// Deadline for a client to send its request head.
     pub client_request_timeout_ms: u64,
-    /// Per-worker limit of concurrent connections.
+    /// Deadline for a client to send its whole request body (408 `request_timeout`).
+    pub client_body_timeout_ms: u64,
+    /// Per-worker limit of concurrent connections (lowered at start to what the
+    /// process's file descriptor limit can hold).
     pub max_connections_per_worker: usize,
+    /// Connections one client IP may hold at once; more are closed as they arrive.
+    /// Peers in `trusted_proxies` are exempt (they carry many clients).
+    pub max_connections_per_ip: usize,
     /// Listen backlog.
     pub backlog: u32,
     /// Origins allowed by CORS (`["*"]` for any); empty disables CORS.
@@ -71,7 +77,9 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             keep_alive_secs: 75,
             client_request_timeout_ms: 5_000,
+            client_body_timeout_ms: 10_000,
             max_connections_per_worker: 25_000,
+            max_connections_per_ip: 256,
             backlog: 2048,
             cors_allowed_origins: Vec::new(),
         }

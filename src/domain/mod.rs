@@ -5,5 +5,6 @@ pub mod order;
 pub mod precondition;
 pub mod product;
 pub mod rule;
+pub mod text;
 pub mod token;
 pub mod user;

@@ -17,12 +17,6 @@ pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
 /// How long a completed idempotency key is kept (the contract asks for at least 24 h).
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// A claim without a response older than this is taken to be abandoned (its process
-/// crashed) and may be taken over. Safety does not depend on it: a request that lost its
-/// claim cannot complete, because completion checks the claim inside the order's
-/// transaction (see the stores).
-pub const IDEMPOTENCY_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -209,25 +203,21 @@ impl IdempotencyKey {
     }
 }
 
-/// Proof of a claim on an idempotency key: the claim's time, which a takeover replaces,
-/// so a request whose claim was taken over cannot complete it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimToken(pub DateTime<Utc>);
-
-/// The outcome of claiming an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller owns the key now and must complete (create the order) or release it.
-    Claimed(ClaimToken),
-    /// The key's first request completed: answer with its status and body.
-    Replay { status: u16, body: Vec<u8> },
+/// An order request's idempotency: its key and the hash of its body
+/// ([`OrderLines::request_hash`]).
+#[derive(Debug, Clone)]
+pub struct IdempotentRequest {
+    pub key: IdempotencyKey,
+    pub request_hash: Vec<u8>,
 }
 
-/// The key an order's creation completes, with the response stored in its transaction.
-#[derive(Debug, Clone)]
-pub struct IdempotentCompletion {
-    pub key: IdempotencyKey,
-    pub token: ClaimToken,
+/// What placing an order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// A new order: its response is stored under the key in the order's transaction.
+    Created(Order),
+    /// The key's first request completed earlier: answer with its status and body.
+    Replay { status: u16, body: Vec<u8> },
 }
 
 /// One page of an order listing, newest first: rows strictly before `before`.

@@ -72,5 +72,8 @@ fn conflict(c: Conflict) -> ApiError {
             "all products of an order must have the same currency",
         )]),
         Conflict::UserGone => ApiError::unauthenticated("the token's user no longer exists"),
+        Conflict::AccountInactive => {
+            ApiError::new(ErrorCode::AccountInactive, "the account is not active")
+        }
     }
 }

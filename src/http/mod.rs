@@ -13,6 +13,9 @@
 //! shares.
 
 mod app;
+pub mod connections;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod middleware;
 pub mod routes;
 mod state;

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_actors::{Bulkhead, Circuit, CircuitState, Outcome, Slot};
+use bulkhead_actors::{Bulkhead, Circuit, CircuitState, Outcome};
 
 use crate::error::ApiError;
 use crate::store::{Backend, Store, StoreError};
@@ -65,17 +65,6 @@ impl Guarded {
     {
         let _slot = self.db_write.acquire().await?;
         self.through_circuit(call(&*self.store)).await
-    }
-
-    /// One `db_write` admission for a flow of several writes, held until the returned
-    /// [`WriteFlow`] is dropped: once a step has committed, the next (say, releasing a
-    /// claim after a failed creation) cannot be refused for want of a slot.
-    pub async fn hold_write(&self) -> Result<WriteFlow<'_>, ApiError> {
-        let slot = self.db_write.acquire().await?;
-        Ok(WriteFlow {
-            guard: self,
-            _slot: slot,
-        })
     }
 
     async fn through_circuit<T>(
@@ -132,25 +121,6 @@ impl Guarded {
             }
         };
         (store_ok, Some(circuit.state()))
-    }
-}
-
-/// A held `db_write` slot: every step of the flow through the circuit, none through a
-/// second admission.
-pub struct WriteFlow<'g> {
-    guard: &'g Guarded,
-    _slot: Slot,
-}
-
-impl<'g> WriteFlow<'g> {
-    pub async fn write<T, Fut>(
-        &self,
-        call: impl FnOnce(&'g dyn Store) -> Fut,
-    ) -> Result<T, ApiError>
-    where
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        self.guard.through_circuit(call(&*self.guard.store)).await
     }
 }
 

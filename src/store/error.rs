@@ -40,6 +40,9 @@ pub enum Conflict {
     /// The acting user's row is gone (a foreign key to `users` failed): the caller's
     /// account no longer exists, whatever a cached copy of it said.
     UserGone,
+    /// The user is not active (or no longer live) where that was checked inside the
+    /// write: a refresh token is stored only for an active account.
+    AccountInactive,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,9 @@ pub enum Rotation {
 
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
-    /// Store a newly issued refresh token (its hash).
+    /// Store a newly issued refresh token (its hash), only while its user is live and
+    /// active, checked inside the write ([`super::Conflict::AccountInactive`] otherwise):
+    /// a login that raced a deactivation gets no token that outlives it.
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError>;
 
     /// Rotate the token whose hash is `presented`: mark it rotated and store a successor

@@ -29,10 +29,8 @@ async fn promotion_resets_the_account(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    let squatter = store
-        .set_user_status(squatter.id, UserStatus::Suspended)
-        .await
-        .unwrap();
+    // A token of the squatter's from while it was active (none is stored for an
+    // inactive account).
     let token_hash = vec![7u8; 32];
     store
         .create_refresh_token(NewRefreshToken {
@@ -41,6 +39,10 @@ async fn promotion_resets_the_account(store: Arc<dyn Store>) {
             user_id: squatter.id,
             expires_at: now() + chrono::Duration::hours(1),
         })
+        .await
+        .unwrap();
+    let squatter = store
+        .set_user_status(squatter.id, UserStatus::Suspended)
         .await
         .unwrap();
 

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod alerts;
+mod attacks;
 mod auth_tokens;
 mod bootstrap;
 mod errors;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bulkhead::domain::order::{Claim, IdempotencyKey, IdempotentCompletion, NewOrder, OrderLines};
+use bulkhead::domain::order::{IdempotencyKey, IdempotentRequest, NewOrder, OrderLines, Placed};
 use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductChanges, ProductName, Sku, Stock,
@@ -107,87 +107,50 @@ async fn versions_and_soft_delete(store: Arc<dyn Store>) {
 }
 conformance!(product_versions_and_soft_delete, versions_and_soft_delete);
 
-async fn idempotency_claims(store: Arc<dyn Store>) {
+async fn idempotency_keys(store: Arc<dyn Store>) {
     let buyer = user(&store).await;
     let p = store.create_product(new_product("I-1", 10)).await.unwrap();
-    let key = IdempotencyKey::parse("key-1").unwrap();
-    let hash = [1u8; 32];
-    let Claim::Claimed(first) = store
-        .claim_idempotency_key(buyer, &key, &hash)
+    let req = |hash: u8| IdempotentRequest {
+        key: IdempotencyKey::parse("key-1").unwrap(),
+        request_hash: vec![hash; 32],
+    };
+    // A refused order leaves the key free: the same key then places the order.
+    let e = store
+        .create_order(order(buyer, p.id, 11), Some(req(1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Conflict::InsufficientStock(_))),
+        "{e:?}"
+    );
+    let Placed::Created(created) = store
+        .create_order(order(buyer, p.id, 2), Some(req(1)))
         .await
         .unwrap()
     else {
-        panic!("a fresh key is claimed");
+        panic!("a fresh key places its order");
     };
-    let e = store
-        .claim_idempotency_key(buyer, &key, &hash)
-        .await
-        .unwrap_err();
-    assert_eq!(conflict(e), Conflict::IdempotencyKeyInUse);
-    let e = store
-        .claim_idempotency_key(buyer, &key, &[2u8; 32])
-        .await
-        .unwrap_err();
-    assert_eq!(conflict(e), Conflict::IdempotencyKeyMismatch);
-
-    // Released and claimed anew: the old claim can no longer complete an order.
-    store
-        .release_idempotency_key(buyer, &key, first)
-        .await
-        .unwrap();
-    let Claim::Claimed(second) = store
-        .claim_idempotency_key(buyer, &key, &hash)
-        .await
-        .unwrap()
-    else {
-        panic!("a released key is claimed again");
-    };
-    let stale = IdempotentCompletion {
-        key: key.clone(),
-        token: first,
-    };
-    let e = store
-        .create_order(order(buyer, p.id, 1), Some(stale))
-        .await
-        .unwrap_err();
-    assert_eq!(conflict(e), Conflict::IdempotencyKeyInUse);
-    assert_eq!(store.get_product(p.id).await.unwrap().unwrap().stock, 10);
-
-    let done = IdempotentCompletion {
-        key: key.clone(),
-        token: second,
-    };
-    let created = store
-        .create_order(order(buyer, p.id, 2), Some(done))
-        .await
-        .unwrap();
     assert_eq!(store.get_product(p.id).await.unwrap().unwrap().stock, 8);
     let replay = store
-        .claim_idempotency_key(buyer, &key, &hash)
+        .create_order(order(buyer, p.id, 2), Some(req(1)))
         .await
         .unwrap();
     assert_eq!(
         replay,
-        Claim::Replay {
+        Placed::Replay {
             status: 201,
             body: created.to_json()
         }
     );
-    // Releasing a completed key does nothing.
-    store
-        .release_idempotency_key(buyer, &key, second)
+    assert_eq!(store.get_product(p.id).await.unwrap().unwrap().stock, 8);
+    let e = store
+        .create_order(order(buyer, p.id, 2), Some(req(2)))
         .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .claim_idempotency_key(buyer, &key, &hash)
-            .await
-            .unwrap(),
-        Claim::Replay { .. }
-    ));
+        .unwrap_err();
+    assert_eq!(conflict(e), Conflict::IdempotencyKeyMismatch);
     assert_eq!(store.get_order(created.id).await.unwrap().unwrap(), created);
 }
-conformance!(order_idempotency_claims, idempotency_claims);
+conformance!(order_idempotency_keys, idempotency_keys);
 
 async fn concurrent_orders_never_oversell(store: Arc<dyn Store>) {
     let buyer = user(&store).await;

@@ -22,7 +22,11 @@ pub async fn middleware<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    if !req.path().starts_with("/api/") || !req.headers().contains_key(header::AUTHORIZATION) {
+    // The path as the router matches it (percent-decoded), not as the client spelt it:
+    // `/%61pi/...` routes to `/api/...` and must be authenticated like it.
+    if !req.match_info().as_str().starts_with("/api/")
+        || !req.headers().contains_key(header::AUTHORIZATION)
+    {
         return next
             .call(req)
             .await
@@ -35,7 +39,10 @@ pub async fn middleware<B: MessageBody>(
                 .await
                 .map(ServiceResponse::map_into_left_body)
         }
-        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+        // Counted against the client IP's quota: guessing tokens is not free.
+        Err(e) => Ok(super::ratelimit::refuse_counted(req, e)
+            .await
+            .map_into_right_body()),
     }
 }
 

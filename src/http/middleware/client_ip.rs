@@ -1,26 +1,25 @@
 //! The client IP: the peer address, unless the peer is a trusted proxy; then the
 //! rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (API.md, Limits).
+//!
+//! The header may come in several lines (a proxy may append a line of its own rather
+//! than extend the last one): they are one list, in order, as RFC 9110 5.3 says. Reading
+//! only the first would let the client choose its own key: the entries a trusted proxy
+//! appended in a later line would never be seen.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub fn resolve(
-    peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpNet],
-) -> Option<IpAddr> {
+pub fn resolve(peer: Option<IpAddr>, forwarded_for: &[&str], trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = peer?;
     if trusted.is_empty() || !is_trusted(peer, trusted) {
         return Some(peer);
     }
-    let Some(header) = forwarded_for else {
-        return Some(peer);
-    };
     let mut last_trusted = None;
-    for entry in header.rsplit(',') {
+    // Rightmost first: the last line's last entry is the one our proxy wrote.
+    for entry in forwarded_for.iter().rev().flat_map(|line| line.rsplit(',')) {
         let Ok(ip) = entry.trim().parse::<IpAddr>() else {
-            // A garbled entry ends the chain we can vouch for.
+            // A garbled entry (or a line that is not text) ends the chain we can vouch for.
             break;
         };
         if !is_trusted(ip, trusted) {
@@ -50,8 +49,8 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client() {
         let peer = "203.0.113.9".parse().ok();
-        assert_eq!(resolve(peer, Some("1.2.3.4"), &[]), peer);
-        assert_eq!(resolve(peer, Some("1.2.3.4"), &nets(&["10.0.0.0/8"])), peer);
+        assert_eq!(resolve(peer, &["1.2.3.4"], &[]), peer);
+        assert_eq!(resolve(peer, &["1.2.3.4"], &nets(&["10.0.0.0/8"])), peer);
     }
 
     #[test]
@@ -59,14 +58,30 @@ mod tests {
         let trusted = nets(&["10.0.0.0/8"]);
         let peer = "10.1.1.1".parse().ok();
         assert_eq!(
-            resolve(peer, Some("6.6.6.6, 1.2.3.4, 10.0.0.7"), &trusted),
+            resolve(peer, &["6.6.6.6, 1.2.3.4, 10.0.0.7"], &trusted),
             "1.2.3.4".parse().ok()
         );
-        assert_eq!(resolve(peer, None, &trusted), peer);
+        assert_eq!(resolve(peer, &[], &trusted), peer);
         assert_eq!(
-            resolve(peer, Some("10.0.0.2"), &trusted),
+            resolve(peer, &["10.0.0.2"], &trusted),
             "10.0.0.2".parse().ok()
         );
-        assert_eq!(resolve(peer, Some("junk"), &trusted), peer);
+        assert_eq!(resolve(peer, &["junk"], &trusted), peer);
+    }
+
+    #[test]
+    fn several_lines_are_one_list_in_order() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer = "10.1.1.1".parse().ok();
+        // The client's own line first, the proxy's appended line last.
+        assert_eq!(
+            resolve(peer, &["6.6.6.6", "1.2.3.4"], &trusted),
+            "1.2.3.4".parse().ok()
+        );
+        assert_eq!(
+            resolve(peer, &["6.6.6.6, 1.2.3.4", "10.0.0.7"], &trusted),
+            "1.2.3.4".parse().ok()
+        );
+        assert_eq!(resolve(peer, &["6.6.6.6", ""], &trusted), peer);
     }
 }

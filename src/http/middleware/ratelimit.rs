@@ -43,7 +43,9 @@ pub async fn middleware<B: MessageBody>(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    if !req.path().starts_with("/api/") || req.method() == Method::OPTIONS {
+    // The path as the router matches it (percent-decoded), not as the client spelt it:
+    // `/%61pi/v1/auth/token` is the login route and is limited like it.
+    if !req.match_info().as_str().starts_with("/api/") || req.method() == Method::OPTIONS {
         return next
             .call(req)
             .await
@@ -114,6 +116,35 @@ pub async fn middleware<B: MessageBody>(
         apply_headers(res.headers_mut(), name, &decision);
     }
     Ok(res.map_into_left_body())
+}
+
+/// A request refused for its token spends the client IP's quota like any anonymous
+/// request (API.md, Limits): `refusal` is answered, or 429 once the quota is spent, with
+/// the `ip` policy's headers either way. Without a limiter, `refusal` as it is.
+pub async fn refuse_counted(req: ServiceRequest, refusal: ApiError) -> ServiceResponse {
+    let limiter = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.svc.limiter.clone());
+    let Some((limiter, policies)) = limiter else {
+        return req.error_response(refusal);
+    };
+    let ip = req
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(|c| c.client_ip);
+    let decision = match limiter.check_hashed(policies.ip, ip_key(ip)).await {
+        Ok(d) => d,
+        // The limiter could not decide: the refusal stands on its own.
+        Err(_) => return req.error_response(refusal),
+    };
+    let answer = if decision.allowed {
+        refusal
+    } else {
+        limited(&decision)
+    };
+    let mut res = req.error_response(answer);
+    apply_headers(res.headers_mut(), "ip", &decision);
+    res
 }
 
 /// The 429 answer for a denied decision.

@@ -70,14 +70,16 @@ pub async fn middleware(
             .as_ref()
             .map_or(&[][..], |s| &s.config.server.trusted_proxies[..]);
         // Only read behind a trusted proxy; by name, not by a string parsed per request.
-        let xff = if trusted.is_empty() {
-            None
+        // Every line, in order: a proxy may append its own line rather than extend one.
+        let xff: Vec<&str> = if trusted.is_empty() {
+            Vec::new()
         } else {
             req.headers()
-                .get(&X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok())
+                .get_all(&X_FORWARDED_FOR)
+                .map(|v| v.to_str().unwrap_or(""))
+                .collect()
         };
-        client_ip::resolve(peer, xff, trusted)
+        client_ip::resolve(peer, &xff, trusted)
     };
     req.extensions_mut().insert(RequestContext {
         id: id.clone(),

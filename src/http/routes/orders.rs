@@ -1,8 +1,8 @@
 //! `/api/v1/orders`: placing, reading, listing and cancelling orders.
 //!
-//! Creation is idempotent per user and `Idempotency-Key` (see `service::orders`): the key
-//! is claimed before the work, the order's transaction stores the response, and a failed
-//! creation releases the claim. Only successes are stored for replay: a request refused
+//! Creation is idempotent per user and `Idempotency-Key` (see `store::orders` and `service::orders`): the key is
+//! taken, looked up and completed in the order's own transaction, so a failed creation,
+//! whatever the failure, leaves it free. Only successes are stored for replay: a request refused
 //! for stock or unknown products leaves no trace, so the client may retry the same key
 //! once the cause is gone. Choices where the contract is silent: a non-admin asking for
 //! another user's orders (`user_id`) is 403; an unknown `status` filter is 400.
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::resource::resource;
 use crate::domain::order::{IdempotencyKey, Order, OrderLines, OrderQuery, OrderStatus};
 use crate::domain::rule::Violation;
+use crate::domain::text::keyset_time;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::state::AppState;
 use crate::http::support::caller::Caller;
@@ -47,7 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateOrder {
+pub(crate) struct CreateOrder {
     items: Vec<ItemBody>,
 }
 
@@ -59,7 +60,7 @@ struct ItemBody {
 }
 
 impl CreateOrder {
-    fn parse(self) -> Result<OrderLines, ApiError> {
+    pub(crate) fn parse(self) -> Result<OrderLines, ApiError> {
         let mut rules = Rules::default();
         let mut raw = Vec::with_capacity(self.items.len());
         for (i, item) in self.items.iter().enumerate() {
@@ -239,7 +240,7 @@ fn list_query(caller: &Caller, params: &HashMap<String, String>) -> Result<Order
         None => None,
         Some(raw) => {
             let c = Cursor::decode(raw, ORDER_SORT)?;
-            let at = serde_json::from_value(c.value).map_err(|_| {
+            let at = keyset_time(&c.value).ok_or_else(|| {
                 ApiError::invalid_parameter("cursor", "not a cursor of this listing")
             })?;
             Some((at, c.id))

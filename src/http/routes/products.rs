@@ -18,6 +18,7 @@ use crate::domain::product::{
     ProductQuery, ProductSort, ProductSortKey, Sku, SortValue, Stock,
 };
 use crate::domain::rule::Violation;
+use crate::domain::text::{check_storable, keyset_text, keyset_time};
 use crate::error::ApiError;
 use crate::http::state::AppState;
 use crate::http::support::caller::Admin;
@@ -47,7 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// POST and PUT: every field; `description` may be left out (empty).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProductBody {
+pub(crate) struct ProductBody {
     sku: String,
     name: String,
     #[serde(default)]
@@ -58,7 +59,7 @@ struct ProductBody {
 }
 
 impl ProductBody {
-    fn parse(self) -> Result<NewProduct, ApiError> {
+    pub(crate) fn parse(self) -> Result<NewProduct, ApiError> {
         let mut rules = Rules::default();
         let sku = rules.check("sku", Sku::parse(&self.sku));
         let name = rules.check("name", ProductName::parse(&self.name));
@@ -104,7 +105,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// required ones).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchBody {
+pub(crate) struct PatchBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     sku: Option<Option<String>>,
@@ -145,7 +146,7 @@ fn required<T, U>(
 }
 
 impl PatchBody {
-    fn parse(self) -> Result<ProductChanges, ApiError> {
+    pub(crate) fn parse(self) -> Result<ProductChanges, ApiError> {
         let mut rules = Rules::default();
         let changes = ProductChanges {
             sku: required(&mut rules, "sku", self.sku, |v| Sku::parse(&v)),
@@ -309,11 +310,9 @@ fn price_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i6
 fn cursor_position(cursor: Cursor, key: ProductSortKey) -> Result<(SortValue, Uuid), ApiError> {
     let bad = || ApiError::invalid_parameter("cursor", "not a cursor of this listing");
     let value = match key {
-        ProductSortKey::CreatedAt => {
-            SortValue::Time(serde_json::from_value(cursor.value).map_err(|_| bad())?)
-        }
+        ProductSortKey::CreatedAt => SortValue::Time(keyset_time(&cursor.value).ok_or_else(bad)?),
         ProductSortKey::PriceCents => SortValue::Int(cursor.value.as_i64().ok_or_else(bad)?),
-        ProductSortKey::Name => SortValue::Text(cursor.value.as_str().ok_or_else(bad)?.to_string()),
+        ProductSortKey::Name => SortValue::Text(keyset_text(&cursor.value).ok_or_else(bad)?),
     };
     Ok((value, cursor.id))
 }
@@ -326,7 +325,7 @@ fn cursor_value(v: SortValue) -> serde_json::Value {
     }
 }
 
-fn list_query(params: &HashMap<String, String>) -> Result<ProductQuery, ApiError> {
+pub(crate) fn list_query(params: &HashMap<String, String>) -> Result<ProductQuery, ApiError> {
     only_known(params, LIST_PARAMS)?;
     let limit = parse_limit(params.get("limit").map(String::as_str))?;
     let sort = match params.get("sort") {
@@ -348,6 +347,9 @@ fn list_query(params: &HashMap<String, String>) -> Result<ProductQuery, ApiError
             "q",
             "must be at most 200 characters",
         ));
+    }
+    if let Some(Err(rule)) = q.as_deref().map(check_storable) {
+        return Err(ApiError::invalid_parameter("q", rule.message));
     }
     Ok(ProductQuery {
         min_price_cents: price_param(params, "min_price_cents")?,

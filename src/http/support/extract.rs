@@ -3,8 +3,13 @@
 //! [`JsonBody`] reads a JSON object body: 415 unless the media type is `application/json`
 //! (PATCH also takes `application/merge-patch+json`), 413 past `server.max_body_bytes`,
 //! 400 `malformed_request` when it is not a JSON object or does not fit the request type
-//! (missing field, wrong JSON type, unknown field: named in `errors`). Value rules (422)
+//! (missing field, wrong JSON type, unknown field: named in `errors`), 408
+//! `request_timeout` when the body is not all there within `server.client_body_timeout_ms`
+//! of the extractor's start (a slow client must not hold a worker's connection open
+//! indefinitely). Value rules (422)
 //! are the domain parsers' business, after this.
+
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::{header, Method};
@@ -24,9 +29,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(64 * 1024, |s| s.config.server.max_body_bytes);
+        let (limit, body_timeout) =
+            req.app_data::<web::Data<AppState>>()
+                .map_or((64 * 1024, 10_000), |s| {
+                    (
+                        s.config.server.max_body_bytes,
+                        s.config.server.client_body_timeout_ms,
+                    )
+                });
+        // The whole body, however it trickles in, within the deadline (API.md, Limits).
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(body_timeout);
         let media_ok = media_type_ok(req);
         let declared_len = req
             .headers()
@@ -45,7 +57,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 return Err(too_large(limit));
             }
             let mut body = web::BytesMut::with_capacity(declared_len.unwrap_or(0).min(limit));
-            while let Some(chunk) = payload.next().await {
+            loop {
+                let next = tokio::time::timeout_at(deadline, payload.next()).await;
+                let Some(chunk) = next.map_err(|_| too_slow(body_timeout))? else {
+                    break;
+                };
                 let chunk = chunk.map_err(|e| ApiError::malformed(format!("reading body: {e}")))?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large(limit));
@@ -55,6 +71,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             parse_object(&body).map(JsonBody)
         })
     }
+}
+
+fn too_slow(timeout_ms: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTimeout,
+        format!("the body did not arrive within {timeout_ms} ms"),
+    )
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -1,102 +1,107 @@
+use std::collections::{BTreeSet, HashMap};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::tables::IdempotencyRecord;
 use super::MemoryStore;
 use crate::domain::order::{
-    Claim, ClaimToken, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderItem,
-    OrderQuery, OrderStatus, IDEMPOTENCY_CLAIM_TIMEOUT, IDEMPOTENCY_RETENTION,
+    IdempotentRequest, NewOrder, Order, OrderItem, OrderQuery, OrderStatus, Placed,
+    IDEMPOTENCY_RETENTION,
 };
 use crate::domain::user::now;
 use crate::events::EventKind;
 use crate::store::{Conflict, OrderStore, StoreError};
 
-fn older_than(t: DateTime<Utc>, age: std::time::Duration, at: DateTime<Utc>) -> bool {
-    chrono::Duration::from_std(age).is_ok_and(|age| t + age < at)
+/// The completed idempotency keys, kept for [`IDEMPOTENCY_RETENTION`] as Postgres keeps
+/// them: every placement purges what has expired, oldest first, so the map never holds
+/// more than the keys of the last 24 hours. There is no claim in flight to keep: a
+/// placement runs under the store's one mutex from the key's lookup to its response.
+#[derive(Default)]
+pub(crate) struct Idempotency {
+    records: HashMap<(Uuid, String), IdempotencyRecord>,
+    /// `(created_at, user, key)` of every record, oldest first, for the purge.
+    by_time: BTreeSet<(DateTime<Utc>, Uuid, String)>,
+}
+
+pub(crate) struct IdempotencyRecord {
+    request_hash: Vec<u8>,
+    status: u16,
+    body: Vec<u8>,
+    created_at: DateTime<Utc>,
+}
+
+impl Idempotency {
+    /// Forget every record created before `at` minus the retention.
+    pub(crate) fn purge(&mut self, at: DateTime<Utc>) {
+        let Ok(retention) = chrono::Duration::from_std(IDEMPOTENCY_RETENTION) else {
+            return;
+        };
+        let cutoff = at - retention;
+        while let Some(first) = self.by_time.first() {
+            if first.0 >= cutoff {
+                break;
+            }
+            if let Some((_, user, key)) = self.by_time.pop_first() {
+                self.records.remove(&(user, key));
+            }
+        }
+    }
+
+    /// The earlier use of `req`'s key by `user`: a replay, or a mismatch.
+    fn find(&self, user: Uuid, req: &IdempotentRequest) -> Result<Option<Placed>, StoreError> {
+        let Some(rec) = self.records.get(&(user, req.key.as_str().to_string())) else {
+            return Ok(None);
+        };
+        if rec.request_hash != req.request_hash {
+            return Err(StoreError::Conflict(Conflict::IdempotencyKeyMismatch));
+        }
+        Ok(Some(Placed::Replay {
+            status: rec.status,
+            body: rec.body.clone(),
+        }))
+    }
+
+    fn insert(&mut self, user: Uuid, req: &IdempotentRequest, body: Vec<u8>, at: DateTime<Utc>) {
+        let key = req.key.as_str().to_string();
+        let old = self.records.insert(
+            (user, key.clone()),
+            IdempotencyRecord {
+                request_hash: req.request_hash.clone(),
+                status: 201,
+                body,
+                created_at: at,
+            },
+        );
+        if let Some(old) = old {
+            self.by_time.remove(&(old.created_at, user, key.clone()));
+        }
+        self.by_time.insert((at, user, key));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.records.len()
+    }
 }
 
 #[async_trait]
 impl OrderStore for MemoryStore {
-    async fn claim_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &IdempotencyKey,
-        request_hash: &[u8],
-    ) -> Result<Claim, StoreError> {
-        let mut state = self.lock();
-        let at = now();
-        let slot = (user_id, key.as_str().to_string());
-        if let Some(rec) = state.orders.idempotency.get(&slot) {
-            let expired = older_than(rec.created_at, IDEMPOTENCY_RETENTION, at);
-            let abandoned =
-                rec.response.is_none() && older_than(rec.created_at, IDEMPOTENCY_CLAIM_TIMEOUT, at);
-            if !expired && !abandoned {
-                if rec.request_hash != request_hash {
-                    return Err(StoreError::Conflict(Conflict::IdempotencyKeyMismatch));
-                }
-                return match &rec.response {
-                    Some((status, body)) => Ok(Claim::Replay {
-                        status: *status,
-                        body: body.clone(),
-                    }),
-                    None => Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse)),
-                };
-            }
-        }
-        state.orders.idempotency.insert(
-            slot,
-            IdempotencyRecord {
-                request_hash: request_hash.to_vec(),
-                response: None,
-                created_at: at,
-            },
-        );
-        Ok(Claim::Claimed(ClaimToken(at)))
-    }
-
-    async fn release_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &IdempotencyKey,
-        token: ClaimToken,
-    ) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        let slot = (user_id, key.as_str().to_string());
-        if state
-            .orders
-            .idempotency
-            .get(&slot)
-            .is_some_and(|r| r.response.is_none() && r.created_at == token.0)
-        {
-            state.orders.idempotency.remove(&slot);
-        }
-        Ok(())
-    }
-
     async fn create_order(
         &self,
         new: NewOrder,
-        idempotency: Option<IdempotentCompletion>,
-    ) -> Result<Order, StoreError> {
+        idempotency: Option<IdempotentRequest>,
+    ) -> Result<Placed, StoreError> {
         let mut state = self.lock();
         let state = &mut *state;
+        let at = now();
         // Every check before any mutation: under the one mutex, that is the transaction.
-        let slot = match &idempotency {
-            Some(c) => {
-                let slot = (new.user_id, c.key.as_str().to_string());
-                let ours = state
-                    .orders
-                    .idempotency
-                    .get(&slot)
-                    .is_some_and(|r| r.response.is_none() && r.created_at == c.token.0);
-                if !ours {
-                    return Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse));
-                }
-                Some(slot)
+        state.orders.idempotency.purge(at);
+        if let Some(req) = &idempotency {
+            if let Some(replay) = state.orders.idempotency.find(new.user_id, req)? {
+                return Ok(replay);
             }
-            None => None,
-        };
+        }
         let lines = new.lines.lines();
         let unknown: Vec<Uuid> = lines
             .iter()
@@ -106,6 +111,7 @@ impl OrderStore for MemoryStore {
         if !unknown.is_empty() {
             return Err(StoreError::Conflict(Conflict::UnknownReferences(unknown)));
         }
+        state.event_room()?;
         let products = &mut state.products.by_id;
         let currency = products[&lines[0].product_id].currency.clone();
         if lines
@@ -122,9 +128,6 @@ impl OrderStore for MemoryStore {
         if !short.is_empty() {
             return Err(StoreError::Conflict(Conflict::InsufficientStock(short)));
         }
-        state.event_room()?;
-        let products = &mut state.products.by_id;
-        let at = now();
         let mut items = Vec::with_capacity(lines.len());
         for l in lines {
             let Some(p) = products.get_mut(&l.product_id) else {
@@ -144,14 +147,15 @@ impl OrderStore for MemoryStore {
             });
         }
         let order = Order::pending(new.user_id, items, currency, at);
-        if let Some(rec) = slot.and_then(|s| state.orders.idempotency.get_mut(&s)) {
-            rec.response = Some((201, order.to_json()));
+        if let Some(req) = &idempotency {
+            let body = order.to_json();
+            state.orders.idempotency.insert(new.user_id, req, body, at);
         }
         state.orders.by_time.insert((order.created_at, order.id));
         state.orders.by_id.insert(order.id, order.clone());
         state.emit(EventKind::OrderPlaced, order.id, at, &order);
         self.emitted();
-        Ok(order)
+        Ok(Placed::Created(order))
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -211,5 +215,52 @@ impl OrderStore for MemoryStore {
         state.emit(EventKind::OrderCancelled, id, at, &order);
         self.emitted();
         Ok(order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::order::IdempotencyKey;
+
+    fn req(key: &str) -> IdempotentRequest {
+        IdempotentRequest {
+            key: IdempotencyKey::parse(key).unwrap(),
+            request_hash: vec![1; 32],
+        }
+    }
+
+    #[test]
+    fn idempotency_records_expire_after_the_retention() {
+        let mut idem = Idempotency::default();
+        let user = Uuid::new_v4();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let day = chrono::Duration::from_std(IDEMPOTENCY_RETENTION).unwrap();
+        idem.insert(user, &req("a"), b"{}".to_vec(), t0);
+        idem.insert(
+            user,
+            &req("b"),
+            b"{}".to_vec(),
+            t0 + chrono::Duration::hours(1),
+        );
+        // Replaced: the older time of "a" must not purge its newer record.
+        idem.insert(
+            user,
+            &req("a"),
+            b"{}".to_vec(),
+            t0 + chrono::Duration::hours(2),
+        );
+        idem.purge(t0 + day);
+        assert_eq!(idem.len(), 2);
+        assert!(matches!(
+            idem.find(user, &req("a")),
+            Ok(Some(Placed::Replay { .. }))
+        ));
+        idem.purge(t0 + day + chrono::Duration::minutes(61));
+        assert_eq!(idem.len(), 1);
+        assert!(matches!(idem.find(user, &req("b")), Ok(None)));
+        idem.purge(t0 + day + chrono::Duration::minutes(121));
+        assert_eq!(idem.len(), 0);
+        assert_eq!(idem.by_time.len(), 0);
     }
 }

@@ -5,14 +5,18 @@ use super::tables::TokenRow;
 use super::MemoryStore;
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::{now, UserStatus};
-use crate::store::{RefreshTokenStore, Rotation, StoreError};
+use crate::store::{Conflict, RefreshTokenStore, Rotation, StoreError};
 
 #[async_trait]
 impl RefreshTokenStore for MemoryStore {
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if !state.users.by_id.contains_key(&token.user_id) {
-            return Err(StoreError::NotFound);
+        match state.users.by_id.get(&token.user_id) {
+            None => return Err(StoreError::NotFound),
+            Some(u) if u.status != UserStatus::Active => {
+                return Err(StoreError::Conflict(Conflict::AccountInactive));
+            }
+            Some(_) => {}
         }
         state.refresh_tokens.insert(
             token.hash,

@@ -48,15 +48,7 @@ pub(crate) struct Orders {
     pub(crate) by_id: HashMap<Uuid, Order>,
     /// `(created_at, id)` of every order, for newest-first listing.
     pub(crate) by_time: BTreeSet<(DateTime<Utc>, Uuid)>,
-    pub(crate) idempotency: HashMap<(Uuid, String), IdempotencyRecord>,
-}
-
-pub(crate) struct IdempotencyRecord {
-    pub(crate) request_hash: Vec<u8>,
-    /// `None` while the first request is in flight.
-    pub(crate) response: Option<(u16, Vec<u8>)>,
-    /// Claim time; the claim token.
-    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) idempotency: super::orders::Idempotency,
 }
 
 #[derive(Debug, Clone)]

@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::idempotency;
+use super::outbox::Outbox;
 use super::{pg_err, PgStore};
 use crate::domain::order::{
-    Claim, ClaimToken, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderItem,
-    OrderQuery, OrderStatus,
+    IdempotentRequest, NewOrder, Order, OrderItem, OrderQuery, OrderStatus, Placed,
 };
 use crate::domain::user::now;
 use crate::events::{Event, EventKind};
@@ -64,175 +65,162 @@ async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>,
         .collect()
 }
 
-#[async_trait]
-impl OrderStore for PgStore {
-    async fn claim_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &IdempotencyKey,
-        request_hash: &[u8],
-    ) -> Result<Claim, StoreError> {
-        self.claim_key(user_id, key, request_hash).await
+/// The order's work inside its transaction: the key, the stock, the order, the response.
+async fn place(
+    tx: &Transaction<'_>,
+    outbox: Option<&Outbox>,
+    new: NewOrder,
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Placed, StoreError> {
+    let at = now();
+    if let Some(req) = idempotency {
+        if let Some(replay) = idempotency::take_key(tx, new.user_id, req, at).await? {
+            return Ok(replay);
+        }
     }
-
-    async fn release_idempotency_key(
-        &self,
-        user_id: Uuid,
-        key: &IdempotencyKey,
-        token: ClaimToken,
-    ) -> Result<(), StoreError> {
-        self.release_key(user_id, key, token).await
-    }
-
-    async fn create_order(
-        &self,
-        new: NewOrder,
-        idempotency: Option<IdempotentCompletion>,
-    ) -> Result<Order, StoreError> {
-        let mut conn = self.write_conn().await?;
-        // Dropping `tx` on an early return rolls it back.
-        let tx = conn.transaction().await.map_err(pg_err)?;
-        let lines = new.lines.lines();
-        let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-        let lock = tx
-            .prepare_cached(
-                "SELECT id, sku, name, price_cents, currency, stock FROM products
-                 WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
-            )
-            .await
-            .map_err(pg_err)?;
-        let rows = tx.query(&lock, &[&ids]).await.map_err(pg_err)?;
-        let products: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
-        let unknown: Vec<Uuid> = ids
-            .iter()
-            .copied()
-            .filter(|id| !products.contains_key(id))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StoreError::Conflict(Conflict::UnknownReferences(unknown)));
-        }
-        let currency: String = products[&ids[0]].get(4);
-        if products.values().any(|r| r.get::<_, &str>(4) != currency) {
-            return Err(StoreError::Conflict(Conflict::MixedCurrency));
-        }
-        let short: Vec<Uuid> = lines
-            .iter()
-            .filter(|l| products[&l.product_id].get::<_, i64>(5) < i64::from(l.quantity.get()))
-            .map(|l| l.product_id)
-            .collect();
-        if !short.is_empty() {
-            return Err(StoreError::Conflict(Conflict::InsufficientStock(short)));
-        }
-
-        let at = now();
-        let items: Vec<OrderItem> = lines
-            .iter()
-            .map(|l| {
-                let p = products[&l.product_id];
-                OrderItem {
-                    product_id: l.product_id,
-                    sku: p.get(1),
-                    name: p.get(2),
-                    quantity: l.quantity.get(),
-                    unit_price_cents: p.get(3),
-                }
-            })
-            .collect();
-        let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
-        let take = tx
-            .prepare_cached(
-                "UPDATE products AS p
-                 SET stock = p.stock - u.q, version = p.version + 1, updated_at = $3
-                 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, q) WHERE p.id = u.id",
-            )
-            .await
-            .map_err(pg_err)?;
-        tx.execute(&take, &[&ids, &quantities, &at])
-            .await
-            .map_err(pg_err)?;
-
-        let order = Order::pending(new.user_id, items, currency, at);
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO orders (id, user_id, status, total_cents, currency, version,
-                                     created_at, updated_at)
-                 VALUES ($1, $2, 'pending', $3, $4, 1, $5, $5)",
-            )
-            .await
-            .map_err(pg_err)?;
-        tx.execute(
-            &insert,
-            &[
-                &order.id,
-                &order.user_id,
-                &order.total_cents,
-                &order.currency,
-                &at,
-            ],
+    let lines = new.lines.lines();
+    let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+    let lock = tx
+        .prepare_cached(
+            "SELECT id, sku, name, price_cents, currency, stock FROM products
+             WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
         )
         .await
         .map_err(pg_err)?;
-        let positions: Vec<i32> = (0..).take(order.items.len()).collect();
-        let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
-        let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
-        let qty: Vec<i32> = order.items.iter().map(|i| i.quantity).collect();
-        let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price_cents).collect();
-        let insert_items = tx
-            .prepare_cached(
-                "INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
-                                          unit_price_cents)
-                 SELECT $1, u.pos, u.pid, u.sku, u.name, u.q, u.price
-                 FROM unnest($2::int[], $3::uuid[], $4::text[], $5::text[], $6::int[],
-                             $7::bigint[]) AS u(pos, pid, sku, name, q, price)",
-            )
-            .await
-            .map_err(pg_err)?;
-        let params: [&(dyn ToSql + Sync); 7] =
-            [&order.id, &positions, &ids, &skus, &names, &qty, &prices];
-        let items = async { tx.execute(&insert_items, &params).await.map_err(pg_err) };
-        // The event rides in the same round trip as the items (tokio-postgres pipelines
-        // statements issued together on one connection).
-        match &self.outbox {
-            Some(outbox) => {
-                let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
-                futures_util::future::try_join(items, outbox.write(&tx, &event)).await?;
-            }
-            None => {
-                items.await?;
-            }
-        }
+    let rows = tx.query(&lock, &[&ids]).await.map_err(pg_err)?;
+    let products: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
+    let unknown: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| !products.contains_key(id))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StoreError::Conflict(Conflict::UnknownReferences(unknown)));
+    }
+    let currency: String = products[&ids[0]].get(4);
+    if products.values().any(|r| r.get::<_, &str>(4) != currency) {
+        return Err(StoreError::Conflict(Conflict::MixedCurrency));
+    }
+    let short: Vec<Uuid> = lines
+        .iter()
+        .filter(|l| products[&l.product_id].get::<_, i64>(5) < i64::from(l.quantity.get()))
+        .map(|l| l.product_id)
+        .collect();
+    if !short.is_empty() {
+        return Err(StoreError::Conflict(Conflict::InsufficientStock(short)));
+    }
 
-        if let Some(c) = idempotency {
-            let complete = tx
-                .prepare_cached(
-                    "UPDATE idempotency_keys SET response_status = 201, response_body = $4
-                     WHERE user_id = $1 AND key = $2 AND created_at = $3
-                       AND response_status IS NULL",
-                )
-                .await
-                .map_err(pg_err)?;
-            let n = tx
-                .execute(
-                    &complete,
-                    &[
-                        &order.user_id,
-                        &c.key.as_str(),
-                        &c.token.0,
-                        &order.to_json(),
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
-            if n != 1 {
-                // Our claim was taken over: the order must not exist twice.
-                return Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse));
+    let items: Vec<OrderItem> = lines
+        .iter()
+        .map(|l| {
+            let p = products[&l.product_id];
+            OrderItem {
+                product_id: l.product_id,
+                sku: p.get(1),
+                name: p.get(2),
+                quantity: l.quantity.get(),
+                unit_price_cents: p.get(3),
+            }
+        })
+        .collect();
+    let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
+    let take = tx
+        .prepare_cached(
+            "UPDATE products AS p
+             SET stock = p.stock - u.q, version = p.version + 1, updated_at = $3
+             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, q) WHERE p.id = u.id",
+        )
+        .await
+        .map_err(pg_err)?;
+    tx.execute(&take, &[&ids, &quantities, &at])
+        .await
+        .map_err(pg_err)?;
+
+    let order = Order::pending(new.user_id, items, currency, at);
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO orders (id, user_id, status, total_cents, currency, version,
+                                 created_at, updated_at)
+             VALUES ($1, $2, 'pending', $3, $4, 1, $5, $5)",
+        )
+        .await
+        .map_err(pg_err)?;
+    tx.execute(
+        &insert,
+        &[
+            &order.id,
+            &order.user_id,
+            &order.total_cents,
+            &order.currency,
+            &at,
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    let positions: Vec<i32> = (0..).take(order.items.len()).collect();
+    let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
+    let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
+    let qty: Vec<i32> = order.items.iter().map(|i| i.quantity).collect();
+    let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price_cents).collect();
+    let insert_items = tx
+        .prepare_cached(
+            "INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
+                                      unit_price_cents)
+             SELECT $1, u.pos, u.pid, u.sku, u.name, u.q, u.price
+             FROM unnest($2::int[], $3::uuid[], $4::text[], $5::text[], $6::int[],
+                         $7::bigint[]) AS u(pos, pid, sku, name, q, price)",
+        )
+        .await
+        .map_err(pg_err)?;
+    let params: [&(dyn ToSql + Sync); 7] =
+        [&order.id, &positions, &ids, &skus, &names, &qty, &prices];
+    let items = async { tx.execute(&insert_items, &params).await.map_err(pg_err) };
+    // The event rides in the same round trip as the items (tokio-postgres pipelines
+    // statements issued together on one connection).
+    match outbox {
+        Some(outbox) => {
+            let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
+            futures_util::future::try_join(items, outbox.write(tx, &event)).await?;
+        }
+        None => {
+            items.await?;
+        }
+    }
+
+    if let Some(req) = idempotency {
+        idempotency::complete_key(tx, order.user_id, req, 201, &order.to_json(), at).await?;
+    }
+    Ok(Placed::Created(order))
+}
+
+#[async_trait]
+impl OrderStore for PgStore {
+    async fn create_order(
+        &self,
+        new: NewOrder,
+        idempotency: Option<IdempotentRequest>,
+    ) -> Result<Placed, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        // Ended here, before the answer, whatever the outcome: a transaction dropped
+        // unfinished is rolled back only when its connection gets to it, and would hold
+        // the key's lock past the answer (a retry right after would find it in use).
+        match place(&tx, self.outbox.as_ref(), new, idempotency.as_ref()).await {
+            Ok(placed) => {
+                // A replay commits too: it wrote only the purge of expired keys.
+                tx.commit().await.map_err(pg_err)?;
+                if let (Some(outbox), Placed::Created(_)) = (&self.outbox, &placed) {
+                    outbox.committed();
+                }
+                Ok(placed)
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(error = %rollback, "rolling back a failed order");
+                }
+                Err(e)
             }
         }
-        tx.commit().await.map_err(pg_err)?;
-        if let Some(outbox) = &self.outbox {
-            outbox.committed();
-        }
-        Ok(order)
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{pg_err, PgStore};
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::{now, UserStatus};
-use crate::store::{RefreshTokenStore, Rotation, StoreError};
+use crate::store::{Conflict, RefreshTokenStore, Rotation, StoreError};
 
 /// The advisory lock key of a family: its 128 bits folded to 64.
 fn family_lock_key(family: Uuid) -> i64 {
@@ -75,25 +75,34 @@ async fn revoke_family(
 impl RefreshTokenStore for PgStore {
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError> {
         let conn = self.write_conn().await?;
+        // Only for a live, active user, read under a share lock on the user's row: a
+        // deactivation that committed first is seen (nothing stored), one that commits
+        // after waits for this insert and then revokes the token with the others.
         let stmt = conn
             .prepare_cached(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                 SELECT $1, $2, u.id, $4, $5 FROM users u
+                 WHERE u.id = $3 AND u.status = 'active' AND u.deleted_at IS NULL
+                 FOR SHARE",
             )
             .await
             .map_err(pg_err)?;
-        conn.execute(
-            &stmt,
-            &[
-                &token.hash,
-                &token.family_id,
-                &token.user_id,
-                &now(),
-                &token.expires_at,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
+        let stored = conn
+            .execute(
+                &stmt,
+                &[
+                    &token.hash,
+                    &token.family_id,
+                    &token.user_id,
+                    &now(),
+                    &token.expires_at,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        if stored == 0 {
+            return Err(StoreError::Conflict(Conflict::AccountInactive));
+        }
         Ok(())
     }
 

@@ -60,7 +60,12 @@ fn shared_codes(path: &str, op: &Value) -> Vec<ErrorCode> {
         codes.extend([Internal, Overloaded, DependencyUnavailable]);
     }
     if op.get("requestBody").is_some() {
-        codes.extend([MalformedRequest, PayloadTooLarge, UnsupportedMediaType]);
+        codes.extend([
+            MalformedRequest,
+            RequestTimeout,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+        ]);
     }
     if path.contains('{') {
         codes.push(NotFound);

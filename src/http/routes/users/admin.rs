@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::common::user_response;
 use crate::domain::rule::Violation;
+use crate::domain::text::{keyset_text, keyset_time};
 use crate::domain::user::{Role, User, UserStatus, UserView};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::state::AppState;
@@ -74,15 +75,13 @@ fn key_of(sort: UserSort, user: &User) -> (serde_json::Value, Uuid) {
 fn decode_cursor(raw: &str, sort: UserSort) -> Result<UserKey, ApiError> {
     let cursor = Cursor::decode(raw, sort.as_str())?;
     let bad = || ApiError::invalid_parameter("cursor", "not a cursor of this listing");
-    let value = cursor.value.as_str().ok_or_else(bad)?;
     Ok(match sort {
-        UserSort::CreatedAt { .. } => UserKey::CreatedAt(
-            DateTime::parse_from_rfc3339(value)
-                .map_err(|_| bad())?
-                .with_timezone(&Utc),
-            cursor.id,
-        ),
-        UserSort::Name { .. } => UserKey::Name(value.to_string(), cursor.id),
+        UserSort::CreatedAt { .. } => {
+            UserKey::CreatedAt(keyset_time(&cursor.value).ok_or_else(bad)?, cursor.id)
+        }
+        UserSort::Name { .. } => {
+            UserKey::Name(keyset_text(&cursor.value).ok_or_else(bad)?, cursor.id)
+        }
     })
 }
 
