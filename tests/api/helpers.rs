@@ -20,7 +20,8 @@ pub enum StoreKind {
 
 #[path = "../common/db.rs"]
 mod db;
-pub use db::TestDatabase;
+#[allow(unused_imports)] // admin_url: the attack tests only
+pub use db::{admin_url, TestDatabase};
 
 /// The bootstrap admin every test app has.
 pub const ADMIN_EMAIL: &str = "admin@bulkhead.test";
