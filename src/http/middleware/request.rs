@@ -120,7 +120,7 @@ pub async fn middleware(
     Ok(res)
 }
 
-/// The route template of a resource (set by `http::resource`): a bounded metric label.
+/// The route template of a resource (set by `routes::resource::resource`): a bounded metric label.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
 
