@@ -8,7 +8,9 @@
 //! * [`Circuit`] — Resilience4j-style breaker per dependency;
 //! * [`Bulkhead`] / [`BlockingPool`] — admission (concurrency + bounded, deadlined queue)
 //!   per workload class, the latter on dedicated threads for password hashing;
-//! * [`ShardedCache`] — sharded read-through cache with single-flight loads.
+//! * [`ShardedCache`] — sharded read-through cache with single-flight loads;
+//! * [`RedisLimiter`] — the Redis side of global (fleet-wide) rate limits: leases of
+//!   tokens, heartbeats, a circuit in front of Redis.
 //!
 //! Every mailbox and queue is bounded from config; request paths `try_send` and await
 //! replies under a deadline; actors run under `actix::Supervisor` and a panicking handler
@@ -19,6 +21,7 @@ pub mod cache;
 pub mod circuit;
 pub mod config;
 mod error;
+pub mod fleet;
 pub mod ratelimit;
 pub mod supervise;
 
@@ -30,4 +33,5 @@ pub use config::{
     WindowKind,
 };
 pub use error::ActorError;
+pub use fleet::{RedisLimiter, RedisSettings};
 pub use ratelimit::{ConcurrencyPermit, Decision, PolicyId, PolicyName, RateLimiter};

@@ -20,12 +20,14 @@ mod auth;
 mod bootstrap;
 mod cached;
 mod guard;
+mod limits;
 mod orders;
 mod products;
 mod services;
 mod users;
 
 pub use cached::{CachedUser, VerifiedToken};
+pub use limits::FleetNames;
 pub use orders::Placed;
 pub use services::{Policies, Services};
 pub use users::UserEdit;

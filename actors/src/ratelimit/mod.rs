@@ -21,6 +21,8 @@
 //! Metric: `bulkhead_ratelimit_decisions_total{policy, outcome="allowed"|"limited"}`.
 
 mod algo;
+mod global;
+pub(crate) mod lease;
 mod shard;
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -33,9 +35,11 @@ use metrics::Counter;
 
 pub use algo::Policy;
 use algo::Verdict;
+use global::Global;
 use shard::{AdmitCounter, AdmitKey, Limits, Poison, ShardActor, ShardState, SweepNow};
 
-use crate::config::{PolicyConfig, RateLimiterConfig};
+use crate::config::{Algorithm, PolicyConfig, RateLimiterConfig};
+use crate::fleet::RedisLimiter;
 use crate::supervise::{ask, Meter};
 use crate::ActorError;
 
@@ -82,6 +86,7 @@ struct Inner {
     meter: Arc<Meter>,
     send_timeout: Duration,
     concurrency_per_key: u32,
+    global: Option<Global>,
 }
 
 /// Handle to the rate limiter's shards. Cheap to clone; `Send + Sync`.
@@ -97,6 +102,36 @@ impl RateLimiter {
         cfg: &RateLimiterConfig,
         policies: Vec<(PolicyName, PolicyConfig)>,
     ) -> Result<Self, String> {
+        Self::start_global(cfg, policies, None)
+    }
+
+    /// Like [`start`](Self::start), with the policies named in `global` decided fleet-wide
+    /// through the Redis limiter (GCRA policies only; see [`lease`] for the bound).
+    pub fn start_global(
+        cfg: &RateLimiterConfig,
+        policies: Vec<(PolicyName, PolicyConfig)>,
+        global: Option<(RedisLimiter, &[&str])>,
+    ) -> Result<Self, String> {
+        if let Some((_, names)) = &global {
+            for name in names.iter() {
+                match policies.iter().find(|(n, _)| n == name) {
+                    None => return Err(format!("rate_limits.{name}: no such policy")),
+                    Some((_, pc)) if pc.algorithm != Algorithm::Gcra => {
+                        return Err(format!(
+                            "rate_limits.{name}.algorithm must be \"gcra\" for a global limit"
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let global = global.map(|(redis, names)| Global {
+            redis,
+            policies: policies
+                .iter()
+                .map(|(n, _)| names.contains(&n.as_str()))
+                .collect(),
+        });
         cfg.validate().map_err(|e| format!("rate_limiter.{e}"))?;
         if policies.is_empty() || policies.len() > usize::from(u16::MAX) {
             return Err("rate_limiter: between 1 and 65535 policies are needed".into());
@@ -144,6 +179,7 @@ impl RateLimiter {
                 meter,
                 send_timeout: Duration::from_millis(cfg.send_timeout_ms),
                 concurrency_per_key: cfg.concurrency_per_key,
+                global,
             }),
         })
     }
@@ -154,41 +190,20 @@ impl RateLimiter {
         Some(PolicyId(u16::try_from(i).ok()?))
     }
 
-    /// Decides one request of `key` under `policy`.
+    /// Decides one request of `key` under `policy` (for a global policy, `key` is also
+    /// its name in Redis).
     pub async fn check(&self, policy: PolicyId, key: &str) -> Result<Decision, ActorError> {
-        self.check_hashed(policy, self.hash(policy.0, key)).await
+        self.check_named(policy, self.hash(policy.0, key), || key.to_owned())
+            .await
     }
 
     /// Like [`check`](Self::check) for a caller that already hashed its key well (64 bits,
-    /// uniformly distributed, not attacker-chosen).
+    /// uniformly distributed, not attacker-chosen). A global policy's key is then named
+    /// in Redis by the hash, which is only the same on every instance if the hash is: use
+    /// [`check_named`](Self::check_named) for those.
     pub async fn check_hashed(&self, policy: PolicyId, key: u64) -> Result<Decision, ActorError> {
-        let inner = &*self.inner;
-        let p = usize::from(policy.0);
-        let compiled = inner
-            .limits
-            .policies
-            .get(p)
-            .ok_or(ActorError::Unavailable)?;
-        let shard = inner.shard(key);
-        let fast = shard
-            .state
-            .buckets
-            .get(&key)
-            .map(|bucket| compiled.decide(&bucket.word, inner.limits.now()));
-        let verdict = match fast {
-            Some(v) => v,
-            None => {
-                ask(&shard.addr, &inner.meter, inner.send_timeout, |reply| {
-                    AdmitKey {
-                        key,
-                        policy: policy.0,
-                        reply,
-                    }
-                })
-                .await?
-            }
-        };
-        Ok(inner.finish(policy, verdict))
+        self.check_named(policy, key, || format!("{key:016x}"))
+            .await
     }
 
     /// Takes one of the key's `concurrency_per_key` slots until the permit is dropped
