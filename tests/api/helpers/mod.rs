@@ -31,7 +31,7 @@ pub enum StoreKind {
     Memory,
 }
 
-#[path = "../common/db.rs"]
+#[path = "../../common/db.rs"]
 mod db;
 pub use db::TestDatabase;
 
