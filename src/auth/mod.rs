@@ -1,5 +1,5 @@
 //! Credentials: JWT access tokens, argon2id password hashes, opaque refresh tokens.
-//! No HTTP here; `http::auth` maps failures to responses.
+//! No HTTP here; `http::middleware::authenticate` maps failures to responses.
 
 pub mod jwt;
 pub mod password;

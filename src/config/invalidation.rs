@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::CacheConfig;
+use bulkhead_actors::config::CacheConfig;
 
 /// The per-user cache: the keys of every cache, plus `degraded_ttl_ms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

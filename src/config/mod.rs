@@ -7,10 +7,12 @@
 //! the values. `config/bulkhead.example.toml` documents every key with its default; a test
 //! keeps it in step with [`Config::default`].
 
+mod error;
 mod events;
+mod gateway;
 mod invalidation;
 mod redis;
-mod gateway;
+mod redis_rules;
 mod secret;
 mod sections;
 
@@ -22,6 +24,8 @@ use figment::Figment;
 pub use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
+use error::invalid;
+pub use error::ConfigError;
 pub use events::EventsConfig;
 pub use invalidation::{InvalidationConfig, UsersCacheConfig};
 pub use redis::RedisConfig;
@@ -31,17 +35,6 @@ pub use gateway::{
 };
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
-
-/// Why configuration could not be loaded; the message names the key and the source.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config file {0} does not exist")]
-    MissingFile(String),
-    #[error("{0}")]
-    Parse(String),
-    #[error("invalid value for `{key}`: {message}")]
-    Invalid { key: String, message: String },
-}
 
 /// The defaults as the lowest layer, key by key: a file or variable that sets one key of
 /// a section (`bulkheads.db_read.max_concurrent`) keeps the service's defaults for the
@@ -231,21 +224,6 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render: {e}\n"))
     }
-}
-
-/// Nested validators start their message with the field at fault ("quota must be ...");
-/// prefix the section so the key is whole.
-fn invalid(section: &str, message: String) -> ConfigError {
-    let first = message.split([' ', ':']).next().unwrap_or("");
-    let is_field = !first.is_empty()
-        && first
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
-    let key = match first.rsplit('.').next() {
-        Some(field) if is_field && !field.is_empty() => format!("{section}.{field}"),
-        _ => section.to_string(),
-    };
-    ConfigError::Invalid { key, message }
 }
 
 /// One figment error as "key `a.b`: message (in source)".

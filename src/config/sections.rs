@@ -10,6 +10,7 @@ use bulkhead_actors::config::{
 };
 
 use super::invalidation::{InvalidationConfig, UsersCacheConfig};
+use super::redis::RedisConfig;
 use super::secret::{DatabaseUrl, Secret};
 
 /// The whole configuration of one Bulkhead process.
@@ -27,7 +28,7 @@ pub struct Config {
     pub invalidation: InvalidationConfig,
     pub metrics: MetricsConfig,
     /// Redis for global rate limits (`src/config/redis.rs`).
-    pub redis: super::RedisConfig,
+    pub redis: RedisConfig,
     pub gateway: super::GatewayConfig,
     pub events: super::EventsConfig,
 }

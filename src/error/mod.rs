@@ -3,9 +3,9 @@
 //! in `store.rs`, [`From<ActorError>`](bulkhead_actors::ActorError) in `actors.rs`.
 //!
 //! Services, handlers and extractors return [`ApiError`]; it knows no HTTP framework (the
-//! status is the `http` crate's `StatusCode`, a plain value type). Its
-//! rendering as RFC 9457 problem+json (body, `Retry-After`, `Allow`, `WWW-Authenticate`)
-//! is `http::problem`'s business, because only the HTTP layer knows the request id and the
+//! status is the `http` crate's `StatusCode`, a plain value type). Its rendering as RFC
+//! 9457 problem+json (body, `Retry-After`, `Allow`, `WWW-Authenticate`) is the business
+//! of `http::support::problem`, because only the HTTP layer knows the request id and the
 //! path (`instance`).
 
 mod actors;

@@ -10,7 +10,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{Invalidations, FAMILIES_CHANNEL, PRODUCTS_CHANNEL, USERS_CHANNEL};
+use super::hub::{Invalidations, FAMILIES_CHANNEL, PRODUCTS_CHANNEL, USERS_CHANNEL};
 use crate::config::InvalidationConfig;
 
 pub async fn run(

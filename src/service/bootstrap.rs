@@ -9,7 +9,7 @@
 //!   reset to the configured one and its refresh tokens are revoked. Whoever registered
 //!   that email before the operator configured it must not keep access to what is now the
 //!   admin account; access tokens issued before the promotion keep only the role they were
-//!   issued with (see `http::auth`).
+//!   issued with (see `http::middleware::authenticate`).
 
 use crate::domain::user::{Email, NewUser, Password, Role, UserName, UserStatus};
 use crate::error::ErrorCode;

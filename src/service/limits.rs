@@ -7,8 +7,15 @@ use std::time::Duration;
 use bulkhead_actors::{RateLimiter, RedisLimiter, RedisSettings};
 use sha2::{Digest, Sha256};
 
-use super::Policies;
 use crate::config::Config;
+
+/// The rate-limit policies the HTTP layer applies, resolved once.
+#[derive(Clone, Copy)]
+pub struct Policies {
+    pub user: bulkhead_actors::PolicyId,
+    pub ip: bulkhead_actors::PolicyId,
+    pub login: bulkhead_actors::PolicyId,
+}
 
 /// The policies decided fleet-wide when `redis.url` is set (API.md "Fleet").
 pub const GLOBAL_POLICIES: [&str; 3] = ["user", "ip", "login"];

@@ -18,7 +18,7 @@
 
 mod auth;
 mod bootstrap;
-mod cached;
+pub mod cached;
 mod guard;
 mod limits;
 mod orders;
@@ -27,7 +27,7 @@ mod services;
 mod users;
 
 pub use cached::{CachedUser, VerifiedToken};
-pub use limits::FleetNames;
+pub use limits::{FleetNames, Policies};
 pub use orders::Placed;
-pub use services::{Policies, Services};
+pub use services::Services;
 pub use users::UserEdit;

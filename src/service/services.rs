@@ -10,24 +10,17 @@ use uuid::Uuid;
 
 use super::cached::{CachedUser, VerifiedToken};
 use super::guard::Guarded;
+use super::limits::{FleetNames, Policies};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::invalidation::{Invalidations, Invalidator};
+use crate::invalidation::{Invalidations, Invalidator, InvalidatorHandle};
 use crate::store::{Backend, Store};
 
 /// How long an admitted hashing job may run before its caller stops waiting. argon2id at
 /// the default cost takes tens of milliseconds; this only catches a wedged pool.
 const BLOCKING_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The rate-limit policies the HTTP layer applies, resolved once.
-#[derive(Clone, Copy)]
-pub struct Policies {
-    pub user: bulkhead_actors::PolicyId,
-    pub ip: bulkhead_actors::PolicyId,
-    pub login: bulkhead_actors::PolicyId,
-}
 
 pub struct Services {
     pub config: Arc<Config>,
@@ -40,14 +33,14 @@ pub struct Services {
     pub verified_tokens: ShardedCache<String, Arc<VerifiedToken>>,
     pub limiter: Option<(RateLimiter, Policies)>,
     /// Names of limited identities in Redis (global limits).
-    pub fleet_names: super::FleetNames,
+    pub fleet_names: FleetNames,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
     /// Changes committed by other instances: applied to `users`, and offered to product
     /// caches ([`Invalidations::subscribe_products`]).
     pub invalidations: Arc<Invalidations>,
     /// Held so the listener lives as long as the services (`None`: nothing to listen to).
-    _invalidator: Option<actix::Addr<Invalidator>>,
+    _invalidator: Option<InvalidatorHandle>,
 }
 
 impl Services {
@@ -87,7 +80,7 @@ impl Services {
         };
         let verified_tokens = ShardedCache::start("tokens", &config.cache.tokens).map_err(err)?;
         let limiter = super::limits::start(&config)?;
-        let fleet_names = super::FleetNames::new(&config);
+        let fleet_names = FleetNames::new(&config);
         let secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
             None => {

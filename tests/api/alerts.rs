@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::helpers::tools::{output_text, run_bounded};
 use crate::helpers::{spawn_app, StoreKind};
-use crate::tools::{output_text, run_bounded};
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/prometheus/alerts.yml");
 
@@ -49,7 +49,7 @@ async fn alert_rules_use_only_exposed_metrics() {
 /// The compose stack's Prometheus configuration is valid and loads the same alert rules.
 #[test]
 fn compose_prometheus_config_passes_promtool() {
-    let dir = crate::tools::TempDir::new("bulkhead-promcfg");
+    let dir = crate::helpers::tools::TempDir::new("bulkhead-promcfg");
     let config = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/ops/prometheus/prometheus.yml"

@@ -114,7 +114,7 @@ async fn promotion_on_memory() {
 
 #[actix_web::test]
 async fn promotion_on_postgres() {
-    let (store, _db) = crate::store_conformance::pg_store().await;
+    let (store, _db) = crate::helpers::store::pg_store().await;
     promotion_resets_the_account(store).await;
 }
 

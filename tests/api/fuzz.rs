@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::helpers::tools::{output_text, run_bounded, TempDir};
 use crate::helpers::{spawn_app_with, StoreKind};
-use crate::tools::{output_text, run_bounded, TempDir};
 
 /// Examples per operation: enough to find the bad-input 500s, cheap enough for CI.
 const MAX_EXAMPLES: &str = "20";

@@ -11,8 +11,8 @@ use bulkhead::error::ErrorCode;
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::helpers::tools::{output_text, run_bounded, TempDir};
 use crate::helpers::{spawn_app, StoreKind, TestApp};
-use crate::tools::{output_text, run_bounded, TempDir};
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",

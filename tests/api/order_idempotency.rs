@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 
 use crate::both_stores;
+use crate::helpers::shop::{create_product, product_body};
+use crate::helpers::shop::{items, new_key, place, stock};
 use crate::helpers::{problem, TestApp};
-use crate::orders::{items, new_key, place, stock};
-use crate::products::{create_product, product_body};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::Value;

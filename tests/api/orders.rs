@@ -1,34 +1,11 @@
 //! `/api/v1/orders`: placing, reading, listing, cancelling; rules and errors.
 
 use crate::both_stores;
+use crate::helpers::shop::{create_product, fields, items, new_key, place, product_body, stock};
 use crate::helpers::{problem, TestApp};
-use crate::products::{create_product, fields, get_product, product_body};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// `POST /api/v1/orders` with `body` and, if given, an `Idempotency-Key`.
-pub async fn place(app: &TestApp, token: &str, key: Option<&str>, body: &Value) -> Response {
-    let mut req = app.authed(Method::POST, "/api/v1/orders", token).json(body);
-    if let Some(key) = key {
-        req = req.header("idempotency-key", key);
-    }
-    req.send().await.unwrap()
-}
-
-pub fn items(lines: &[(&Value, i64)]) -> Value {
-    json!({"items": lines.iter().map(|(p, q)| json!({"product_id": p["id"], "quantity": q})).collect::<Vec<_>>()})
-}
-
-pub fn new_key() -> String {
-    Uuid::new_v4().to_string()
-}
-
-pub async fn stock(app: &TestApp, product: &Value) -> i64 {
-    get_product(app, product["id"].as_str().unwrap()).await["stock"]
-        .as_i64()
-        .unwrap()
-}
 
 async fn authed_get(app: &TestApp, path: &str, token: &str) -> Response {
     app.authed(Method::GET, path, token).send().await.unwrap()

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use crate::both_stores;
+use crate::helpers::shop::{create_product, product_body};
 use crate::helpers::{problem, TestApp};
-use crate::products::{create_product, product_body};
 use serde_json::Value;
 
 pub async fn list(app: &TestApp, query: &str) -> Value {

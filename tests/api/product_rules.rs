@@ -1,8 +1,8 @@
 //! `/api/v1/products`: structure (400/415), rules (422), 404 and 405.
 
 use crate::both_stores;
+use crate::helpers::shop::{create_product, fields, get_product, product_body};
 use crate::helpers::{problem, TestApp};
-use crate::products::{create_product, fields, get_product, product_body};
 use reqwest::{Method, Response};
 use serde_json::json;
 

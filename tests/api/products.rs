@@ -1,50 +1,13 @@
 //! `/api/v1/products`: CRUD, rules, conditional requests, listing.
 
 use crate::both_stores;
+use crate::helpers::shop::{create_product, get_product, product_body};
 use crate::helpers::{problem, TestApp};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-pub fn product_body(sku: &str, name: &str, price: i64, currency: &str, stock: i64) -> Value {
-    json!({"sku": sku, "name": name, "price_cents": price, "currency": currency, "stock": stock})
-}
-
-/// Create a product as `admin_token`, asserting 201; the product's JSON.
-pub async fn create_product(app: &TestApp, admin_token: &str, body: &Value) -> Value {
-    let res = app
-        .authed(Method::POST, "/api/v1/products", admin_token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "creating {body}");
-    res.json().await.unwrap()
-}
-
-pub async fn get_product(app: &TestApp, id: &str) -> Value {
-    let res = app.get(&format!("/api/v1/products/{id}")).await;
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
-}
-
 fn etag(res: &Response) -> String {
     res.headers()["etag"].to_str().unwrap().to_string()
-}
-
-pub fn fields(body: &Value) -> Vec<(String, String)> {
-    body["errors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    (
-                        e["field"].as_str().unwrap().to_string(),
-                        e["code"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn crud(app: &TestApp) {

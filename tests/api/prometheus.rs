@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::helpers::tools::{KillOnDrop, TempDir};
 use crate::helpers::{spawn_app, StoreKind};
-use crate::tools::{KillOnDrop, TempDir};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

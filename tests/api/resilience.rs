@@ -6,8 +6,8 @@ use bulkhead::config::DatabaseUrl;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::helpers::proxy::{host_port, Proxy};
 use crate::helpers::{problem, spawn_app_with, StoreKind, TestApp, TestDatabase};
-use crate::proxy::{host_port, Proxy};
 
 /// Poll `f` until it is true or `deadline` passes.
 async fn eventually(deadline: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {

@@ -12,7 +12,7 @@ use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;
 
-use crate::store_conformance::pg_store;
+use crate::helpers::store::pg_store;
 
 macro_rules! conformance {
     ($name:ident, $case:path) => {

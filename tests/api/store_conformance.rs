@@ -8,6 +8,7 @@ use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::postgres::PgStore;
 use bulkhead::store::{Conflict, Store, StoreError};
 
+use crate::helpers::store::pg_store;
 use crate::helpers::TestDatabase;
 
 /// Run `case` against a migrated Postgres store (own database) and a memory store.
@@ -28,22 +29,6 @@ macro_rules! conformance {
             }
         }
     };
-}
-
-pub async fn pg_store() -> (Arc<dyn Store>, TestDatabase) {
-    let db = TestDatabase::create().await;
-    let cfg = DatabaseConfig {
-        url: Some(DatabaseUrl::new(db.url.clone())),
-        ..DatabaseConfig::default()
-    };
-    let store = PgStore::connect(&cfg).unwrap();
-    assert_eq!(
-        store.migrate().await.unwrap(),
-        bulkhead::store::postgres::MIGRATIONS.len()
-    );
-    // Applying again is a no-op.
-    assert_eq!(store.migrate().await.unwrap(), 0);
-    (Arc::new(store), db)
 }
 
 fn new_user(email: &str) -> NewUser {

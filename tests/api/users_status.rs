@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
+use crate::helpers::users::{fields, me};
 use crate::helpers::{problem, TestApp};
-use crate::users_write::{fields, me};
 
 async fn set_status(app: &TestApp, token: &str, id: Uuid, status: &str) -> Response {
     app.authed(Method::POST, &format!("/api/v1/users/{id}/status"), token)

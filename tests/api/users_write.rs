@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::{problem, TestApp, TestUser};
+use crate::helpers::users::{fields, me};
+use crate::helpers::{problem, TestApp};
 
 async fn patch(app: &TestApp, token: &str, id: Uuid, body: &Value) -> Response {
     app.authed(Method::PATCH, &format!("/api/v1/users/{id}"), token)
@@ -16,24 +17,8 @@ async fn patch(app: &TestApp, token: &str, id: Uuid, body: &Value) -> Response {
         .unwrap()
 }
 
-pub async fn me(app: &TestApp, u: &TestUser) -> Response {
-    app.authed(Method::GET, "/api/v1/users/me", &u.token)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn etag(res: &Response) -> String {
     res.headers()["etag"].to_str().unwrap().to_string()
-}
-
-pub fn fields(body: &Value) -> Vec<&str> {
-    body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect()
 }
 
 async fn patch_changes_what_it_names(app: &TestApp) {

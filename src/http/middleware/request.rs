@@ -134,7 +134,7 @@ pub async fn middleware(
 #[derive(Debug, Clone, Copy)]
 pub struct Passthrough;
 
-/// The route template of a resource (set by `http::resource`): a bounded metric label.
+/// The route template of a resource (set by `routes::resource::resource`): a bounded metric label.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
 

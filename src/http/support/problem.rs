@@ -4,9 +4,9 @@
 //! `error_response` sets the status and the headers the error states (`Retry-After`,
 //! `Allow`, `WWW-Authenticate` on 401 `unauthenticated`, `Cache-Control: no-store` on
 //! credential failures), marks the response with a [`PendingProblem`], and the outermost
-//! middleware (`http::request`) renders the body, because only it knows the request id and
-//! the path (`instance`). Framework errors that do not come through here are rendered by
-//! the same middleware from their status.
+//! middleware (`http::middleware::request`) renders the body, because only it knows the
+//! request id and the path (`instance`). Framework errors that do not come through here
+//! are rendered by the same middleware from their status.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;

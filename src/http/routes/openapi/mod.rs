@@ -4,7 +4,7 @@
 //! schema (its `code` enum is `ErrorCode::ALL`), each operation's error answers, the
 //! bearer-JWT scheme and the common headers.
 //!
-//! **Invariant:** every route registered through `http::resource` is documented here;
+//! **Invariant:** every route registered through `routes::resource::resource` is documented here;
 //! `tests/api/openapi.rs` compares [`document`] with `http::served_routes` both ways.
 
 mod problems;

@@ -1,8 +1,21 @@
-//! `spawn_app()`: a running Bulkhead on a free port, on Postgres (a fresh database per
-//! test, dropped afterwards) or on the in-memory store, with typed request helpers.
+//! The one helpers module every test file imports from (test files never import each
+//! other).
+//!
+//! Here: `spawn_app()`, a running Bulkhead on a free port, on Postgres (a fresh database
+//! per test, dropped afterwards) or on the in-memory store, with typed request helpers.
+//! Beside it: `shop.rs` (products and orders through the API), `users.rs` (users through
+//! the API), `store.rs` (a migrated Postgres store below HTTP), `tools.rs` (external
+//! tools: promtool, schemathesis, Prometheus), `proxy.rs` (a TCP proxy that can cut a
+//! dependency off).
 
 // Shared fixtures: each test module uses its own subset.
 #![allow(dead_code)]
+
+pub mod proxy;
+pub mod shop;
+pub mod store;
+pub mod tools;
+pub mod users;
 
 use std::sync::OnceLock;
 
@@ -18,7 +31,7 @@ pub enum StoreKind {
     Memory,
 }
 
-#[path = "../common/db.rs"]
+#[path = "../../common/db.rs"]
 mod db;
 #[allow(unused_imports)] // admin_url: the attack tests only
 pub use db::{admin_url, TestDatabase};
