@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 
 use crate::events_nats::{kinds_of, Nats, StreamEvent};
 use crate::helpers::{spawn_app_with, StoreKind, TestApp};
-use crate::orders::{items, new_key, place};
-use crate::products::{create_product, product_body};
+use crate::helpers::shop::{create_product, items, new_key, place, product_body};
 
 const WITHIN: Duration = Duration::from_secs(20);
 

@@ -3,7 +3,7 @@
 //! outlier ejection and the overview. One test binary of its own: `cargo test --test
 //! gateway`.
 
-#[path = "../api/helpers.rs"]
+#[path = "../api/helpers/mod.rs"]
 mod helpers;
 mod upstream;
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::eventually;
 use crate::helpers::{admin_url, spawn_app_with, StoreKind, TestApp, TestDatabase};
-use crate::proxy::{host_port, Proxy};
+use crate::helpers::proxy::{host_port, Proxy};
 
 async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)

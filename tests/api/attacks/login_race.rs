@@ -11,7 +11,7 @@ use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Rotation, Store, StoreError};
 use uuid::Uuid;
 
-use crate::store_conformance::pg_store;
+use crate::helpers::store::pg_store;
 
 async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
     let user = store
