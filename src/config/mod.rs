@@ -27,12 +27,12 @@ pub use bulkhead_actors::config::{
 use error::invalid;
 pub use error::ConfigError;
 pub use events::EventsConfig;
-pub use invalidation::{InvalidationConfig, UsersCacheConfig};
-pub use redis::RedisConfig;
 pub use gateway::{
     parse_upstream, GatewayConfig, OverviewPartConfig, RouteAuth, RouteConfig, UpstreamConfig,
     API_PREFIXES,
 };
+pub use invalidation::{InvalidationConfig, UsersCacheConfig};
+pub use redis::RedisConfig;
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
 

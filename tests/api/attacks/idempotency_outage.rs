@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::eventually;
-use crate::helpers::{admin_url, spawn_app_with, StoreKind, TestApp, TestDatabase};
 use crate::helpers::proxy::{host_port, Proxy};
+use crate::helpers::{admin_url, spawn_app_with, StoreKind, TestApp, TestDatabase};
 
 async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
