@@ -117,6 +117,10 @@ fn describe() {
         "Callers waiting for a pooled connection"
     );
     describe_counter!(
+        "bulkhead_connections_refused_total",
+        "Connections shut down as they were accepted, by reason (per_ip: the client IP already holds server.max_connections_per_ip)"
+    );
+    describe_counter!(
         "bulkhead_actor_messages_processed_total",
         "Messages handled, by actor kind"
     );

@@ -11,8 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::nats::{kinds_of, Nats, StreamEvent};
-use crate::helpers::shop::{create_product, product_body};
-use crate::helpers::shop::{items, new_key, place};
+use crate::helpers::shop::{create_product, items, new_key, place, product_body};
 use crate::helpers::{spawn_app_with, StoreKind, TestApp};
 
 const WITHIN: Duration = Duration::from_secs(20);
