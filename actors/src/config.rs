@@ -34,6 +34,9 @@ pub struct PolicyConfig {
     /// GCRA burst capacity; `None` means `quota`. Ignored by the sliding window.
     pub burst: Option<u32>,
     pub algorithm: Algorithm,
+    /// Decide and count (`outcome="shadow_limited"`) but refuse nothing: a new limit
+    /// is rolled out in shadow first, to see whom it would hit.
+    pub shadow: bool,
 }
 
 impl Default for PolicyConfig {
@@ -43,6 +46,7 @@ impl Default for PolicyConfig {
             window_secs: 60,
             burst: None,
             algorithm: Algorithm::Gcra,
+            shadow: false,
         }
     }
 }

@@ -123,8 +123,8 @@ mod tests {
         assert_eq!(q.len(), 5);
         assert_eq!(
             q.ahead_of_new(2),
-            2,
-            "one heavy turn, the light waiter, then it"
+            3,
+            "heavy, light, heavy, then a new light one"
         );
         q.pop().unwrap().send(()).unwrap(); // heavy #0
         q.pop().unwrap().send(()).unwrap(); // light, second in line despite 4 heavy

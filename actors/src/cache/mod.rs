@@ -27,7 +27,7 @@ mod shard;
 use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use shard::{CacheKey, CacheValue};
-use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, ShardState};
+use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, Retune, ShardState};
 
 use crate::config::CacheConfig;
 use crate::supervise::{ask, tell, Meter};
@@ -89,9 +89,9 @@ impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
                 let state = Arc::new(ShardState {
                     entries: DashMap::with_hasher(KeyHasher::default()),
                     inflight: DashMap::with_hasher(KeyHasher::default()),
-                    capacity: (cfg.capacity / n).max(1),
+                    capacity: AtomicUsize::new((cfg.capacity / n).max(1)),
                     base,
-                    ttl,
+                    ttl_ms: AtomicU64::new(cfg.ttl_secs.saturating_mul(1_000)),
                     meters: meters.clone(),
                 });
                 let actor = CacheShard {
@@ -117,6 +117,28 @@ impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
                 send_timeout: Duration::from_millis(cfg.send_timeout_ms),
             }),
         })
+    }
+
+    /// New capacity and TTL from a reload (the shard count is fixed at start): each
+    /// shard actor applies them between two messages, capping every entry's lifetime at
+    /// the new TTL from now and evicting down to the new capacity.
+    pub async fn reconfigure(&self, cfg: &CacheConfig) -> Result<(), String> {
+        cfg.validate().map_err(|e| format!("cache.{e}"))?;
+        let n = self.inner.shards.len();
+        if cfg.effective_shards() != n {
+            return Err(format!("cache.shards: fixed at start ({n})"));
+        }
+        let deadline = self.inner.send_timeout.max(Duration::from_secs(2));
+        for shard in &self.inner.shards {
+            ask(&shard.addr, &self.inner.meter, deadline, |reply| Retune {
+                capacity: (cfg.capacity / n).max(1),
+                ttl: Duration::from_secs(cfg.ttl_secs),
+                reply,
+            })
+            .await
+            .map_err(|e| format!("cache shard did not take the new settings: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The cached value, if present and fresh (never loads). Takes any borrowed form of

@@ -18,7 +18,18 @@
 //! Many concurrent tasks on one key never exceed the quota: every decision is a CAS on the
 //! same word, and a key is created exactly once, by its shard actor.
 //!
-//! Metric: `bulkhead_ratelimit_decisions_total{policy, outcome="allowed"|"limited"}`.
+//! Live reconfiguration ([`RateLimiter::reconfigure`]): the policies are one snapshot
+//! (`Table`) behind an `ArcSwap`, loaded once per decision (no lock). A reload swaps in
+//! the next generation and asks every shard actor to carry its keys over
+//! ([`Policy::carry_over`]: the capacity a key has used stays used, so nobody gets a
+//! fresh burst). Until its shard has done so, a key is decided under the policy of its
+//! own generation: each bucket records its generation, changed only under the map's
+//! write lock, so a word is never read under the wrong policy.
+//!
+//! A policy with `shadow = true` decides as if enforcing (its state is what enforcing
+//! would leave) but answers allowed; the would-be refusals count as `shadow_limited`.
+//!
+//! Metric: `bulkhead_ratelimit_decisions_total{policy, outcome="allowed"|"limited"|"shadow_limited"}`.
 
 mod algo;
 mod shard;
@@ -29,11 +40,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Addr, Supervisor};
+use arc_swap::ArcSwap;
 use metrics::Counter;
 
 pub use algo::Policy;
 use algo::Verdict;
-use shard::{AdmitCounter, AdmitKey, Limits, Poison, ShardActor, ShardState, SweepNow};
+use shard::{
+    AdmitCounter, AdmitKey, Limits, Poison, Reconfigure, ShardActor, ShardState, SweepNow, Table,
+};
 
 use crate::config::{PolicyConfig, RateLimiterConfig};
 use crate::supervise::{ask, Meter};
@@ -67,6 +81,7 @@ struct PolicyMeta {
     name: PolicyName,
     allowed: Counter,
     limited: Counter,
+    shadow_limited: Counter,
 }
 
 struct Shard {
@@ -82,6 +97,9 @@ struct Inner {
     meter: Arc<Meter>,
     send_timeout: Duration,
     concurrency_per_key: u32,
+    idle_ttl: Duration,
+    /// One reload at a time; `true` while some shard has keys left to carry over.
+    reload: tokio::sync::Mutex<bool>,
 }
 
 /// Handle to the rate limiter's shards. Cheap to clone; `Send + Sync`.
@@ -95,6 +113,16 @@ impl RateLimiter {
     /// the current arbiter.
     pub fn start(
         cfg: &RateLimiterConfig,
+        policies: Vec<(PolicyName, PolicyConfig)>,
+    ) -> Result<Self, String> {
+        Self::start_enabled(cfg, true, policies)
+    }
+
+    /// [`start`](Self::start), possibly disabled (every request allowed, nothing
+    /// counted) until a reload enables it.
+    pub fn start_enabled(
+        cfg: &RateLimiterConfig,
+        enabled: bool,
         policies: Vec<(PolicyName, PolicyConfig)>,
     ) -> Result<Self, String> {
         cfg.validate().map_err(|e| format!("rate_limiter.{e}"))?;
@@ -111,12 +139,18 @@ impl RateLimiter {
             meta.push(PolicyMeta {
                 allowed: decisions(&name, "allowed"),
                 limited: decisions(&name, "limited"),
+                shadow_limited: decisions(&name, "shadow_limited"),
                 name,
             });
         }
         let limits = Arc::new(Limits {
             base: tokio::time::Instant::now(),
-            policies: compiled,
+            table: ArcSwap::from_pointee(Table {
+                gen: 0,
+                enabled,
+                policies: compiled,
+                previous: Vec::new(),
+            }),
         });
         let meter = Arc::new(Meter::new("rate_limiter"));
         let shards = (0..cfg.effective_shards())
@@ -144,8 +178,74 @@ impl RateLimiter {
                 meter,
                 send_timeout: Duration::from_millis(cfg.send_timeout_ms),
                 concurrency_per_key: cfg.concurrency_per_key,
+                idle_ttl: idle,
+                reload: tokio::sync::Mutex::new(false),
             }),
         })
+    }
+
+    /// Whether limits are enforced (or shadowed) at all (`rate_limits.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.inner.limits.table.load().enabled
+    }
+
+    /// New policies from a reload: the same names in the same order, each validated.
+    /// Swaps in the next generation at once (new decisions follow it), then has every
+    /// shard carry its keys over; returns how many keys were carried. An `Err` after
+    /// the swap means some shard could not be reached in time: its keys keep being
+    /// decided under their previous policy, and the next reload carries them first.
+    pub async fn reconfigure(
+        &self,
+        enabled: bool,
+        policies: Vec<(PolicyName, PolicyConfig)>,
+    ) -> Result<usize, String> {
+        let inner = &*self.inner;
+        let same_names = policies.len() == inner.meta.len()
+            && policies
+                .iter()
+                .zip(&inner.meta)
+                .all(|((n, _), m)| *n == m.name);
+        if !same_names {
+            return Err("rate_limits: policies cannot be added or removed live".into());
+        }
+        let mut compiled = Vec::with_capacity(policies.len());
+        for (name, pc) in policies {
+            pc.validate()
+                .map_err(|e| format!("rate_limits.{name}.{e}"))?;
+            compiled.push(Policy::new(pc, inner.idle_ttl));
+        }
+        let mut pending = inner.reload.lock().await;
+        if *pending {
+            self.carry_over().await?;
+            *pending = false;
+        }
+        let current = inner.limits.table.load_full();
+        inner.limits.table.store(Arc::new(Table {
+            gen: current.gen.wrapping_add(1),
+            enabled,
+            policies: compiled,
+            previous: current.policies.clone(),
+        }));
+        *pending = true;
+        let moved = self.carry_over().await?;
+        *pending = false;
+        Ok(moved)
+    }
+
+    /// Asks every shard to carry its keys over to the current generation.
+    async fn carry_over(&self) -> Result<usize, String> {
+        let inner = &*self.inner;
+        // A sweep of a full shard takes milliseconds; allow for a busy mailbox too.
+        let deadline = inner.send_timeout.max(Duration::from_secs(2));
+        let mut moved = 0;
+        for shard in &inner.shards {
+            moved += ask(&shard.addr, &inner.meter, deadline, |reply| Reconfigure {
+                reply,
+            })
+            .await
+            .map_err(|e| format!("rate limiter shard did not take the new policies: {e}"))?;
+        }
+        Ok(moved)
     }
 
     /// The id of a configured policy.
@@ -164,20 +264,16 @@ impl RateLimiter {
     pub async fn check_hashed(&self, policy: PolicyId, key: u64) -> Result<Decision, ActorError> {
         let inner = &*self.inner;
         let p = usize::from(policy.0);
-        let compiled = inner
-            .limits
-            .policies
-            .get(p)
-            .ok_or(ActorError::Unavailable)?;
+        let table = inner.limits.table.load();
+        let current = table.policies.get(p).ok_or(ActorError::Unavailable)?;
         let shard = inner.shard(key);
-        let fast = shard
-            .state
-            .buckets
-            .get(&key)
-            .map(|bucket| compiled.decide(&bucket.word, inner.limits.now()));
-        let verdict = match fast {
+        let fast = shard.state.buckets.get(&key).map(|bucket| {
+            let compiled = table.policy_for(p, bucket.gen).unwrap_or(current);
+            (compiled.decide(&bucket.word, inner.limits.now()), compiled)
+        });
+        let (verdict, compiled) = match fast {
             Some(v) => v,
-            None => {
+            None => (
                 ask(&shard.addr, &inner.meter, inner.send_timeout, |reply| {
                     AdmitKey {
                         key,
@@ -185,10 +281,11 @@ impl RateLimiter {
                         reply,
                     }
                 })
-                .await?
-            }
+                .await?,
+                current,
+            ),
         };
-        Ok(inner.finish(policy, verdict))
+        Ok(inner.finish(policy, compiled, verdict))
     }
 
     /// Takes one of the key's `concurrency_per_key` slots until the permit is dropped
@@ -302,21 +399,26 @@ impl Inner {
         &self.shards[i]
     }
 
-    fn finish(&self, policy: PolicyId, v: Verdict) -> Decision {
-        let p = usize::from(policy.0);
-        let meta = &self.meta[p];
-        if v.allowed {
+    fn finish(&self, policy: PolicyId, compiled: &Policy, v: Verdict) -> Decision {
+        let meta = &self.meta[usize::from(policy.0)];
+        let cfg = &compiled.cfg;
+        let (allowed, retry_after) = if v.allowed {
             meta.allowed.increment(1);
+            (true, None)
+        } else if cfg.shadow {
+            // Decided and counted, refused by nobody: answered as admitted.
+            meta.shadow_limited.increment(1);
+            (true, None)
         } else {
             meta.limited.increment(1);
-        }
-        let cfg = &self.limits.policies[p].cfg;
+            (false, v.retry_after)
+        };
         Decision {
-            allowed: v.allowed,
+            allowed,
             limit: cfg.capacity(),
             remaining: v.remaining,
             reset: v.reset,
-            retry_after: v.retry_after,
+            retry_after,
             quota: cfg.quota,
             window_secs: cfg.window_secs,
             policy,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::algo::{Policy, Verdict};
@@ -49,6 +50,10 @@ pub type IdMap<V> = DashMap<u64, V, BuildHasherDefault<IdHasher>>;
 pub struct Bucket {
     pub word: AtomicU64,
     pub policy: u16,
+    /// The policy table generation `word` is in. Changed only under the map's write
+    /// lock (by [`Reconfigure`]), so a reader holding the key's read guard sees a word
+    /// and its generation that belong together.
+    pub gen: u32,
 }
 
 /// What a shard actor shares with the handle.
@@ -68,10 +73,35 @@ impl ShardState {
     }
 }
 
+/// One version of the policies. A reload swaps in the next generation, keeping the
+/// one before it for the keys not carried over yet.
+pub struct Table {
+    pub gen: u32,
+    pub enabled: bool,
+    pub policies: Vec<Policy>,
+    /// Generation `gen - 1` (empty at start).
+    pub previous: Vec<Policy>,
+}
+
+impl Table {
+    /// The policy a key's word is decided under: its own generation's. A word of an
+    /// older generation than the previous one (a carry-over that failed twice) is
+    /// decided under the current policy as it is.
+    #[inline]
+    pub fn policy_for(&self, policy: usize, gen: u32) -> Option<&Policy> {
+        if gen != self.gen && gen.wrapping_add(1) == self.gen {
+            if let Some(p) = self.previous.get(policy) {
+                return Some(p);
+            }
+        }
+        self.policies.get(policy)
+    }
+}
+
 /// Clock and policies, shared by handle and shards.
 pub struct Limits {
     pub base: tokio::time::Instant,
-    pub policies: Vec<Policy>,
+    pub table: ArcSwap<Table>,
 }
 
 impl Limits {
@@ -117,10 +147,13 @@ impl Supervised for ShardActor {
 /// the idle TTL) and concurrency counters nobody holds. Returns how many buckets went.
 pub fn sweep(state: &ShardState, limits: &Limits, honour_idle: bool) -> usize {
     let now = limits.now();
+    let table = limits.table.load();
     let before = state.buckets.len();
     state.buckets.retain(|_, b| {
         let word = b.word.load(Ordering::Acquire);
-        !limits.policies[usize::from(b.policy)].is_sweepable(word, now, honour_idle)
+        table
+            .policy_for(usize::from(b.policy), b.gen)
+            .is_none_or(|p| !p.is_sweepable(word, now, honour_idle))
     });
     // Under the map's write lock nobody can be between "got the Arc" and "incremented":
     // a holder keeps a clone, so strong_count == 1 and zero in flight means unused.
@@ -145,10 +178,15 @@ impl Handler<AdmitKey> for ShardActor {
     fn handle(&mut self, msg: AdmitKey, ctx: &mut Self::Context) {
         let (state, limits) = (&self.state, &self.limits);
         contain::<Self, _>(ctx, &self.meter, Some(msg.reply), || {
-            let policy = &limits.policies[usize::from(msg.policy)];
+            let table = limits.table.load();
+            let p = usize::from(msg.policy);
             if let Some(bucket) = state.buckets.get(&msg.key) {
+                let policy = table
+                    .policy_for(p, bucket.gen)
+                    .ok_or(ActorError::Unavailable)?;
                 return Ok(policy.decide(&bucket.word, limits.now()));
             }
+            let policy = table.policies.get(p).ok_or(ActorError::Unavailable)?;
             if state.buckets.len() >= state.max_keys && sweep(state, limits, false) == 0 {
                 tracing::warn!("rate limiter shard full; refusing a new key");
                 return Err(ActorError::Overloaded {
@@ -158,7 +196,9 @@ impl Handler<AdmitKey> for ShardActor {
             let bucket = state.buckets.entry(msg.key).or_insert_with(|| Bucket {
                 word: AtomicU64::new(0),
                 policy: msg.policy,
+                gen: table.gen,
             });
+            let policy = table.policy_for(p, bucket.gen).unwrap_or(policy);
             Ok(policy.decide(&bucket.word, limits.now()))
         });
     }
@@ -190,6 +230,44 @@ impl Handler<AdmitCounter> for ShardActor {
                 }
             }
             Ok(state.concurrency.entry(msg.key).or_default().clone())
+        });
+    }
+}
+
+/// Carries every key of the shard over to the current policy generation (after a
+/// reload swapped it in). Each map shard is rewritten under its write lock, so no
+/// decision runs on a word while it changes generation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub reply: Reply<usize>,
+}
+
+impl Handler<Reconfigure> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        let (state, limits) = (&self.state, &self.limits);
+        contain::<Self, _>(ctx, &self.meter, Some(msg.reply), || {
+            let table = limits.table.load();
+            let now = limits.now();
+            let mut moved = 0;
+            state.buckets.retain(|_, b| {
+                if b.gen != table.gen {
+                    let p = usize::from(b.policy);
+                    if let (Some(old), Some(new)) =
+                        (table.policy_for(p, b.gen), table.policies.get(p))
+                    {
+                        let word = b.word.load(Ordering::Acquire);
+                        b.word
+                            .store(new.carry_over(old, word, now), Ordering::Release);
+                    }
+                    b.gen = table.gen;
+                    moved += 1;
+                }
+                true
+            });
+            Ok(moved)
         });
     }
 }
