@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod reload;
 pub mod service;
 pub mod startup;
 pub mod store;

@@ -22,7 +22,7 @@ mod error;
 pub mod ratelimit;
 pub mod supervise;
 
-pub use bulkhead::{guarded, BlockingPool, Bulkhead, Slot};
+pub use bulkhead::{guarded, guarded_as, BlockingPool, Bulkhead, Slot};
 pub use cache::UserCache;
 pub use circuit::{Circuit, CircuitPermit, CircuitState, Classify, Outcome};
 pub use config::{

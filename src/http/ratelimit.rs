@@ -23,6 +23,7 @@ use super::auth::Caller;
 use super::problem::{retry_after_secs, ApiError, ErrorCode};
 use super::request::RequestContext;
 use super::AppState;
+use crate::service::caller::as_caller;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -34,30 +35,45 @@ pub async fn middleware<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    let limiter = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.svc.limiter.clone());
-    let Some((limiter, policies)) = limiter else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
     if !req.path().starts_with("/api/") || req.method() == Method::OPTIONS {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let (policy, name, key, user) = {
+    let (key, user) = {
         let ext = req.extensions();
         match ext.get::<Caller>() {
-            Some(c) => (policies.user, "user", user_key(c.id), Some(c.id)),
+            Some(c) => (user_key(c.id), Some(c.id)),
             None => {
                 let ip = ext.get::<RequestContext>().and_then(|c| c.client_ip);
-                (policies.ip, "ip", ip_key(ip), None)
+                (ip_key(ip), None)
             }
         }
+    };
+    // The handler's store calls queue in the bulkheads as this caller (fair queues).
+    as_caller(key, limit(req, next, key, user)).await
+}
+
+async fn limit<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+    key: u64,
+    user: Option<uuid::Uuid>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let limiter = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.svc.limiter.clone())
+        .filter(|(limiter, _)| limiter.enabled());
+    let Some((limiter, policies)) = limiter else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let (policy, name) = match user {
+        Some(_) => (policies.user, "user"),
+        None => (policies.ip, "ip"),
     };
     let decision = match limiter.check_hashed(policy, key).await {
         Ok(d) => d,
@@ -184,7 +200,8 @@ impl AsRef<[u8]> for Line {
 fn fixed_values(name: &'static str, d: &Decision) -> (HeaderValue, HeaderValue) {
     type Key = (&'static str, u32, u64, u32);
     thread_local! {
-        // A handful of policies (user, ip, login); a configuration change restarts.
+        // A handful of policies (user, ip, login), and a few more after reloads change
+        // their quotas: the cache is bounded below, and a miss only formats the value.
         static FIXED: std::cell::RefCell<Vec<(Key, HeaderValue, HeaderValue)>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }

@@ -80,7 +80,7 @@ async fn token(
         .clone()
         .unwrap_or_else(|_| body.email.trim().to_lowercase());
     let mut login_headers = None;
-    if let Some((limiter, policies)) = &state.svc.limiter {
+    if let Some((limiter, policies)) = state.svc.limiter.as_ref().filter(|(l, _)| l.enabled()) {
         let decision = limiter.check(policies.login, &limit_key).await?;
         if !decision.allowed {
             let mut res = actix_web::ResponseError::error_response(&ratelimit::limited(&decision));

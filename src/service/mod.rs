@@ -8,14 +8,16 @@
 //! with `Retry-After`.
 
 mod bootstrap;
+pub mod caller;
 mod users;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+
 use bulkhead_actors::{
-    guarded, ActorError, BlockingPool, Bulkhead, Circuit, CircuitState, Outcome, RateLimiter,
+    guarded_as, ActorError, BlockingPool, Bulkhead, Circuit, CircuitState, Outcome, RateLimiter,
     UserCache,
 };
 use uuid::Uuid;
@@ -63,6 +65,8 @@ pub struct Services {
     pub users: UserCache<Uuid, Arc<CachedUser>>,
     /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
     pub tokens: UserCache<String, Arc<VerifiedToken>>,
+    /// Always `Some`: started even when disabled, since `rate_limits.enabled` can change
+    /// live; callers check `RateLimiter::enabled`.
     pub limiter: Option<(RateLimiter, Policies)>,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
@@ -86,9 +90,11 @@ impl Services {
         let users = UserCache::start("users", &config.cache.users).map_err(err)?;
         let tokens = UserCache::start("tokens", &config.cache.tokens).map_err(err)?;
         let r = &config.rate_limits;
-        let limiter = if r.enabled {
-            let limiter = RateLimiter::start(
+        // Started even when disabled: `rate_limits.enabled` can change live.
+        let limiter = {
+            let limiter = RateLimiter::start_enabled(
                 &r.limiter,
+                r.enabled,
                 vec![
                     ("user".into(), r.user.clone()),
                     ("ip".into(), r.ip.clone()),
@@ -107,8 +113,6 @@ impl Services {
                 login: id("login")?,
             };
             Some((limiter, policies))
-        } else {
-            None
         };
         let secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
@@ -182,9 +186,11 @@ impl Services {
         bulkhead: &Bulkhead,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, ApiError> {
+        // Queued as the request's caller: the bulkhead's queue is fair between callers.
+        let caller = caller::current();
         let result = match &self.pg_circuit {
-            Some(circuit) => guarded(bulkhead, circuit, call, classify).await?,
-            None => bulkhead.run(call).await?,
+            Some(circuit) => guarded_as(bulkhead, caller, circuit, call, classify).await?,
+            None => bulkhead.run_as(caller, call).await?,
         };
         result.map_err(store_error)
     }

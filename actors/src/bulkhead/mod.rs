@@ -217,10 +217,13 @@ impl Drop for Slot {
 
 /// A queued caller's place. Dropped before its slot came (deadline, cancellation), it
 /// leaves the queue; if the slot was handed to it meanwhile, it releases that slot.
+/// It owns the receiving end of its grant, so the receiver outlives this check: a grant
+/// sent before the check succeeded (and counted the slot as held).
 struct Waiting<'a> {
     inner: &'a Inner,
     caller: u64,
     ticket: u64,
+    grant: oneshot::Receiver<()>,
     /// Set once the slot is ours, so the drop does nothing.
     admitted: bool,
 }
@@ -353,10 +356,11 @@ impl Bulkhead {
             inner,
             caller,
             ticket,
+            grant: rx,
             admitted: false,
         };
         let started = Instant::now();
-        let waited = tokio::time::timeout(deadline, rx).await;
+        let waited = tokio::time::timeout(deadline, &mut place.grant).await;
         inner.meters.wait.record(started.elapsed().as_secs_f64());
         let granted = match waited {
             Ok(Ok(())) => true,
