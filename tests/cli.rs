@@ -271,7 +271,9 @@ fn check_config_diff_shows_a_reload_and_whether_it_would_be_accepted() {
     );
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("auth.jwt_secret: \"<redacted>\" -> \"<redacted>\"  (cannot change live: restart)"),
+        text.contains(
+            "auth.jwt_secret: \"<redacted>\" -> \"<redacted>\"  (cannot change live: restart)"
+        ),
         "{text}"
     );
     assert!(text.ends_with("rejected: `auth.jwt_secret` cannot change without a restart\n"));

@@ -25,7 +25,8 @@ impl Drop for Server {
 
 impl Server {
     fn start(name: &str, config: &str) -> Server {
-        let dir = std::env::temp_dir().join(format!("bulkhead-reload-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("bulkhead-reload-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -76,7 +77,8 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let _ =
+                    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
                 if buf.starts_with("HTTP/1.1 200") {
@@ -219,7 +221,9 @@ fn sighup_under_load_applies_a_new_quota_with_no_failed_request() {
         .min()
         .expect("the new quota was seen");
     let latency = first_new.saturating_duration_since(hup);
-    eprintln!("reload latency under load: SIGHUP to the first answer under the new quota: {latency:?}");
+    eprintln!(
+        "reload latency under load: SIGHUP to the first answer under the new quota: {latency:?}"
+    );
     assert!(latency < Duration::from_secs(1), "{latency:?}");
     // Every request sent a second after the SIGHUP is decided under the new quota, and
     // the key's use carried over: the 5 are long spent, so all of those are refused.
@@ -249,12 +253,18 @@ fn a_rejected_reload_leaves_the_running_config_and_counts() {
             .unwrap();
         rt.block_on(async {
             let res = reqwest::get(server.url("/api/v1/products")).await.unwrap();
-            res.headers()["ratelimit-policy"].to_str().unwrap().to_owned()
+            res.headers()["ratelimit-policy"]
+                .to_str()
+                .unwrap()
+                .to_owned()
         })
     };
     assert_eq!(policy(), "\"ip\";q=1000;w=3600");
 
-    server.reload(&format!("{LOGGING}{}[bulkheads.db_read]\nmax_concurrent = 0\n", quota(7)));
+    server.reload(&format!(
+        "{LOGGING}{}[bulkheads.db_read]\nmax_concurrent = 0\n",
+        quota(7)
+    ));
     server.await_metric("bulkhead_config_reloads_total{outcome=\"rejected\"}", 1.0);
     assert_eq!(server.metric("bulkhead_config_last_reload_successful"), 0.0);
     assert_eq!(policy(), "\"ip\";q=1000;w=3600", "nothing of it applied");
@@ -284,8 +294,9 @@ fn a_rejected_reload_leaves_the_running_config_and_counts() {
 /// decisions left it.
 #[test]
 fn shadow_limits_count_exactly_and_refuse_nothing() {
-    let policy =
-        |shadow: bool| format!("[rate_limits.ip]\nquota = 3\nwindow_secs = 3600\nshadow = {shadow}\n");
+    let policy = |shadow: bool| {
+        format!("[rate_limits.ip]\nquota = 3\nwindow_secs = 3600\nshadow = {shadow}\n")
+    };
     let server = Server::start("shadow", &format!("{LOGGING}{}", policy(true)));
     let statuses = |n: usize| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -296,7 +307,11 @@ fn shadow_limits_count_exactly_and_refuse_nothing() {
             let client = reqwest::Client::new();
             let mut statuses = Vec::new();
             for _ in 0..n {
-                let res = client.get(server.url("/api/v1/products")).send().await.unwrap();
+                let res = client
+                    .get(server.url("/api/v1/products"))
+                    .send()
+                    .await
+                    .unwrap();
                 statuses.push(res.status().as_u16());
             }
             statuses
@@ -312,6 +327,10 @@ fn shadow_limits_count_exactly_and_refuse_nothing() {
 
     server.reload(&format!("{LOGGING}{}", policy(false)));
     server.await_metric("bulkhead_config_reloads_total{outcome=\"applied\"}", 1.0);
-    assert_eq!(statuses(2), vec![429, 429], "enforced where shadow left the key");
+    assert_eq!(
+        statuses(2),
+        vec![429, 429],
+        "enforced where shadow left the key"
+    );
     assert_eq!(server.metric(&series("limited")), 2.0);
 }

@@ -30,7 +30,7 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address the HTTP listener binds.
     pub bind: SocketAddr,
-    /// actix-web worker threads; 0 means one per available core.
+    /// HTTP worker threads; 0 means one per available core.
     pub workers: usize,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,

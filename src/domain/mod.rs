@@ -2,6 +2,7 @@
 //! Parse, don't validate: a value of these types is valid by construction.
 
 pub mod order;
+pub mod precondition;
 pub mod product;
 pub mod rule;
 pub mod token;

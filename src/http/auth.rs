@@ -16,10 +16,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 use uuid::Uuid;
 
-use super::problem::{ApiError, ErrorCode};
 use super::AppState;
 use crate::auth::jwt::TokenError;
 use crate::domain::user::{Role, UserStatus};
+use crate::error::{ApiError, ErrorCode};
 use crate::service::CachedUser;
 
 /// The authenticated, active caller of a request.

@@ -1,21 +1,23 @@
-//! Strong ETags from record versions, and the conditional headers that use them.
-//!
-//! `If-None-Match` on GET answers 304 when it names the current ETag (weak comparison, as
-//! RFC 9110 says for that header). `If-Match` on PUT/PATCH/DELETE is checked by the store
-//! inside the write (`WHERE version = ...`), so a concurrent writer cannot slip between
-//! the check and the write: see [`IfMatch`].
+//! The conditional headers: strong ETags on responses, `If-None-Match` on GET (304), and
+//! `If-Match` on PUT/PATCH/DELETE parsed into the domain's [`IfMatch`], which the store
+//! checks inside the write.
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::HttpRequest;
 
-/// The strong ETag of version `v` of a resource.
-pub fn for_version(v: i64) -> String {
-    format!("\"v{v}\"")
+use crate::domain::precondition::{ETag, IfMatch};
+
+/// The strong ETag of version `v` of a resource, as a header value.
+pub fn for_version(v: i64) -> HeaderValue {
+    header_value(&ETag::for_version(v))
 }
 
-/// The version an ETag names, if it is one of ours.
-fn version_of(tag: &str) -> Option<i64> {
-    tag.strip_prefix("\"v")?.strip_suffix('"')?.parse().ok()
+/// An entity tag as a header value, sharing its bytes: no copy, no second check.
+pub fn header_value(tag: &ETag) -> HeaderValue {
+    // SAFETY: an `ETag` is only ever `"v`, an optional `-`, ASCII digits and `"` (its one
+    // constructor, `ETag::for_version`, writes nothing else): every byte is visible ASCII,
+    // which is all a header value requires.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(tag.bytes().clone()) }
 }
 
 fn tags(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<String>> {
@@ -39,35 +41,11 @@ pub fn not_modified(req: &HttpRequest, etag: &str) -> bool {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
-/// What `If-Match` asks of a write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
-    /// No `If-Match`: write unconditionally.
-    Absent,
-    /// `If-Match: *`: the resource must exist.
-    Any,
-    /// The current version must be one of these (empty: nothing can match -> 412).
-    Versions(Vec<i64>),
-}
-
-impl IfMatch {
-    pub fn from_request(req: &HttpRequest) -> Self {
-        let Some(tags) = tags(req, header::IF_MATCH) else {
-            return IfMatch::Absent;
-        };
-        if tags.iter().any(|t| t == "*") {
-            return IfMatch::Any;
-        }
-        // Weak tags never match under If-Match's strong comparison.
-        IfMatch::Versions(tags.iter().filter_map(|t| version_of(t)).collect())
-    }
-
-    /// Whether a record at `version` satisfies the condition.
-    pub fn admits(&self, version: i64) -> bool {
-        match self {
-            IfMatch::Absent | IfMatch::Any => true,
-            IfMatch::Versions(v) => v.contains(&version),
-        }
+/// The precondition `If-Match` states: [`IfMatch::Absent`] without the header.
+pub fn if_match(req: &HttpRequest) -> IfMatch {
+    match tags(req, header::IF_MATCH) {
+        None => IfMatch::Absent,
+        Some(tags) => IfMatch::from_tags(tags.iter().map(String::as_str)),
     }
 }
 
@@ -77,10 +55,9 @@ mod tests {
     use actix_web::test::TestRequest;
 
     #[test]
-    fn etags_round_trip() {
+    fn etag_header_values_are_the_tags() {
         assert_eq!(for_version(7), "\"v7\"");
-        assert_eq!(version_of(&for_version(7)), Some(7));
-        assert_eq!(version_of("W/\"v7\""), None);
+        assert_eq!(for_version(-1), "\"v-1\"");
     }
 
     #[test]
@@ -98,21 +75,21 @@ mod tests {
     }
 
     #[test]
-    fn if_match() {
+    fn if_match_header() {
         let req = TestRequest::default().to_http_request();
-        assert_eq!(IfMatch::from_request(&req), IfMatch::Absent);
+        assert_eq!(if_match(&req), IfMatch::Absent);
         let req = TestRequest::default()
             .insert_header((header::IF_MATCH, "\"v2\""))
             .to_http_request();
-        let m = IfMatch::from_request(&req);
+        let m = if_match(&req);
         assert!(m.admits(2) && !m.admits(3));
         let req = TestRequest::default()
             .insert_header((header::IF_MATCH, "W/\"v2\""))
             .to_http_request();
-        assert!(!IfMatch::from_request(&req).admits(2));
+        assert!(!if_match(&req).admits(2));
         let req = TestRequest::default()
             .insert_header((header::IF_MATCH, "*"))
             .to_http_request();
-        assert_eq!(IfMatch::from_request(&req), IfMatch::Any);
+        assert_eq!(if_match(&req), IfMatch::Any);
     }
 }

@@ -39,8 +39,8 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpResponse};
 
 use crate::config::Config;
+pub use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::service::Services;
-pub use problem::{ApiError, ErrorCode, FieldError};
 
 /// Shared by every worker; cheap to clone.
 pub struct AppState {

@@ -18,7 +18,6 @@ use super::auth::Caller;
 use super::etag;
 use super::extract::JsonBody;
 use super::pagination::{parse_limit, Cursor};
-use super::problem::{ApiError, ErrorCode};
 use super::shop::{only_known, page, resource_response, Rules};
 use super::{resource, AppState};
 use crate::domain::order::{
@@ -26,6 +25,7 @@ use crate::domain::order::{
     OrderStatus,
 };
 use crate::domain::rule::Violation;
+use crate::error::{ApiError, ErrorCode};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");

@@ -12,10 +12,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use super::etag::{self, IfMatch};
+use super::etag;
 use super::extract::JsonBody;
 use super::pagination::{parse_limit, Cursor};
-use super::problem::ApiError;
 use super::shop::{only_known, page, resource_response, Admin, Rules};
 use super::{resource, AppState};
 use crate::domain::product::{
@@ -23,6 +22,7 @@ use crate::domain::product::{
     ProductQuery, ProductSort, ProductSortKey, Sku, SortValue, Stock,
 };
 use crate::domain::rule::Violation;
+use crate::error::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -235,7 +235,7 @@ async fn replace(
     JsonBody(body): JsonBody<ProductBody>,
 ) -> Result<HttpResponse, ApiError> {
     let changes = ProductChanges::from(body.parse()?);
-    let if_match = IfMatch::from_request(&req);
+    let if_match = etag::if_match(&req);
     let product = state
         .svc
         .write(state.svc.store.update_product(*id, changes, &if_match))
@@ -261,7 +261,7 @@ async fn patch(
     JsonBody(body): JsonBody<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
     let changes = body.parse()?;
-    let if_match = IfMatch::from_request(&req);
+    let if_match = etag::if_match(&req);
     let product = state
         .svc
         .write(state.svc.store.update_product(*id, changes, &if_match))
@@ -281,7 +281,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let if_match = IfMatch::from_request(&req);
+    let if_match = etag::if_match(&req);
     state
         .svc
         .write(state.svc.store.delete_product(*id, &if_match))

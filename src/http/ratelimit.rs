@@ -20,9 +20,9 @@ use bulkhead_actors::Decision;
 use bytes::Bytes;
 
 use super::auth::Caller;
-use super::problem::{retry_after_secs, ApiError, ErrorCode};
 use super::request::RequestContext;
 use super::AppState;
+use crate::error::{retry_after_secs, ApiError, ErrorCode};
 use crate::service::caller::as_caller;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -19,8 +19,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 use tracing::Instrument;
 
-use super::problem::{ErrorCode, PendingProblem, PROBLEM_JSON};
+use super::problem::{PendingProblem, PROBLEM_JSON};
 use super::AppState;
+use crate::error::ErrorCode;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -239,7 +240,7 @@ fn render_problem(mut res: ServiceResponse<BoxBody>, request_id: &str) -> Servic
     let (mut response, body) = response.into_parts();
     let problem = pending.unwrap_or_else(|| {
         // A framework error: its body is its Display text; keep it as the detail.
-        let code = ErrorCode::from_status(status);
+        let code = ErrorCode::from_status(status.as_u16());
         let detail = body
             .try_into_bytes()
             .ok()

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::auth::Caller;
 use super::etag;
-use super::problem::{ApiError, FieldError};
+use crate::domain::precondition::ETag;
 use crate::domain::rule::Violation;
+use crate::error::{ApiError, FieldError};
 
 /// Extractor: an authenticated admin; 401 anonymous, 403 anyone else. Put it first in a
 /// handler's arguments so a non-admin learns nothing from body validation.
@@ -64,8 +65,10 @@ impl Rules {
 
 /// A single resource at `version`: 304 when `If-None-Match` names it, else the body.
 pub fn resource_response(req: &HttpRequest, version: i64, body: &impl Serialize) -> HttpResponse {
-    let tag = etag::for_version(version);
-    if etag::not_modified(req, &tag) {
+    let tag = ETag::for_version(version);
+    let not_modified = etag::not_modified(req, tag.as_str());
+    let tag = etag::header_value(&tag);
+    if not_modified {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, tag))
             .finish();

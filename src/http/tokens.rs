@@ -20,12 +20,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::JsonBody;
-use super::problem::{ApiError, ErrorCode};
 use super::ratelimit;
 use super::{resource, AppState};
 use crate::auth::refresh;
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::{now, Email, Role, User, UserStatus};
+use crate::error::{ApiError, ErrorCode};
 use crate::store::Rotation;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

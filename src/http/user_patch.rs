@@ -8,11 +8,12 @@ use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::etag;
 use super::extract::JsonBody;
-use super::problem::ApiError;
-use super::users::{expected_versions, user_response, Violations};
+use super::users::{user_response, Violations};
 use super::AppState;
 use crate::domain::user::{Email, Password, Rule, UserChanges, UserName};
+use crate::error::ApiError;
 use crate::service::CachedUser;
 
 /// A member of a JSON merge patch (RFC 7396): absent (leave it), `null` (remove it),
@@ -108,7 +109,7 @@ pub async fn patch(
             state
                 .svc
                 .store
-                .update_user(id, changes, expected_versions(&req)),
+                .update_user(id, changes, &etag::if_match(&req)),
         )
         .await?;
     Ok(user_response(
@@ -138,7 +139,7 @@ pub async fn delete(
     }
     state
         .svc
-        .write_user(id, state.svc.store.delete_user(id, expected_versions(&req)))
+        .write_user(id, state.svc.store.delete_user(id, &etag::if_match(&req)))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -146,7 +147,7 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::problem::FieldError;
+    use crate::error::FieldError;
 
     #[test]
     fn members_tell_absent_from_null() {

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::etag::{not_modified, IfMatch};
+use super::etag::{self, not_modified};
 use super::extract::JsonBody;
-use super::problem::{ApiError, FieldError};
 use super::{resource, user_patch, users_admin, AppState};
 use crate::domain::user::{Email, NewUser, Password, Role, UserName};
+use crate::error::{ApiError, FieldError};
 use crate::service::CachedUser;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -82,7 +82,7 @@ impl Violations {
 
 /// A user answer: the cached body as ready bytes, with its strong ETag.
 pub fn user_response(mut res: actix_web::HttpResponseBuilder, user: &CachedUser) -> HttpResponse {
-    res.insert_header((header::ETAG, user.etag.clone()))
+    res.insert_header((header::ETAG, etag::header_value(&user.etag)))
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -92,20 +92,12 @@ pub fn user_response(mut res: actix_web::HttpResponseBuilder, user: &CachedUser)
 
 /// 200 with the body, or 304 when `If-None-Match` names the current ETag.
 fn serve(req: &HttpRequest, user: &CachedUser) -> HttpResponse {
-    if not_modified(req, user.etag.to_str().unwrap_or_default()) {
+    if not_modified(req, user.etag.as_str()) {
         HttpResponse::NotModified()
-            .insert_header((header::ETAG, user.etag.clone()))
+            .insert_header((header::ETAG, etag::header_value(&user.etag)))
             .finish()
     } else {
         user_response(HttpResponse::Ok(), user)
-    }
-}
-
-/// The versions `If-Match` admits, as the store takes them (`None`: any).
-pub fn expected_versions(req: &HttpRequest) -> Option<Vec<i64>> {
-    match IfMatch::from_request(req) {
-        IfMatch::Absent | IfMatch::Any => None,
-        IfMatch::Versions(v) => Some(v),
     }
 }
 

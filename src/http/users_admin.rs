@@ -11,10 +11,10 @@ use uuid::Uuid;
 use super::auth::Caller;
 use super::extract::JsonBody;
 use super::pagination::{parse_limit, Cursor, Page};
-use super::problem::ApiError;
 use super::users::{user_response, Violations};
 use super::AppState;
 use crate::domain::user::{Role, User, UserStatus, UserView};
+use crate::error::ApiError;
 use crate::service::CachedUser;
 use crate::store::{UserKey, UserListQuery, UserSort};
 

@@ -36,7 +36,6 @@ use uuid::Uuid;
 
 use crate::config::{Config, ConfigError};
 use crate::service::{CachedUser, Services, VerifiedToken};
-use crate::store::Store;
 pub use diff::{diff, is_live, Change};
 
 /// Why a reload was not applied.
@@ -69,7 +68,7 @@ struct Targets {
     pg_circuit: Option<Circuit>,
     users: UserCache<Uuid, Arc<CachedUser>>,
     tokens: UserCache<String, Arc<VerifiedToken>>,
-    store: Arc<dyn Store>,
+    resize_pools: Box<dyn Fn(usize, usize) + Send + Sync>,
 }
 
 struct Meters {
@@ -125,7 +124,7 @@ impl Reloader {
                 pg_circuit: svc.pg_circuit.clone(),
                 users: svc.users.clone(),
                 tokens: svc.tokens.clone(),
-                store: svc.store.clone(),
+                resize_pools: svc.pool_resizer(),
             },
             meters,
             serial: tokio::sync::Mutex::new(()),
@@ -215,10 +214,7 @@ impl Reloader {
             }
         }
         if changed("cache.users.") {
-            t.users
-                .reconfigure(&next.cache.users)
-                .await
-                .map_err(fail)?;
+            t.users.reconfigure(&next.cache.users).await.map_err(fail)?;
         }
         if changed("cache.tokens.") {
             t.tokens
@@ -228,7 +224,7 @@ impl Reloader {
         }
         if changed("database.") {
             let d = &next.database;
-            t.store.resize_pools(d.read_pool_size, d.write_pool_size);
+            (t.resize_pools)(d.read_pool_size, d.write_pool_size);
         }
         if changed("log.") {
             crate::telemetry::set_filter(&next.log).map_err(fail)?;

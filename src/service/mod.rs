@@ -3,9 +3,9 @@
 //! password hashing goes to the hashing pool's threads; users are read through the
 //! per-user cache.
 //!
-//! Errors come back as [`ApiError`] with the contract's codes: a full bulkhead is 503
-//! `overloaded`, an open circuit or a failing database 503 `dependency_unavailable`, both
-//! with `Retry-After`.
+//! Errors come back as [`ApiError`] with the contract's codes (`crate::error` maps store
+//! and actor errors): a full bulkhead is 503 `overloaded`, an open circuit or a failing
+//! database 503 `dependency_unavailable`, both with `Retry-After`.
 
 mod bootstrap;
 pub mod caller;
@@ -15,10 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use bulkhead_actors::{
-    guarded_as, ActorError, BlockingPool, Bulkhead, Circuit, CircuitState, Outcome, RateLimiter,
-    UserCache,
+    guarded_as, BlockingPool, Bulkhead, Circuit, CircuitState, Outcome, RateLimiter, UserCache,
 };
 use uuid::Uuid;
 
@@ -26,12 +24,9 @@ use crate::auth::jwt::{unix_now, JwtKeys, TokenError};
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::domain::user::Role;
-use crate::http::problem::{ApiError, ErrorCode, FieldError};
-use crate::store::{Backend, Conflict, Store, StoreError};
+use crate::error::ApiError;
+use crate::store::{Backend, Store, StoreError};
 pub use users::CachedUser;
-
-/// `Retry-After` for a database that failed without saying when it will be back.
-const DEPENDENCY_RETRY: Duration = Duration::from_secs(1);
 
 /// How long an admitted hashing job may run before its caller stops waiting. argon2id at
 /// the default cost takes tens of milliseconds; this only catches a wedged pool.
@@ -73,8 +68,8 @@ pub struct Services {
 }
 
 impl Services {
-    /// Start the actors. Must run inside an actix `System`, after the metrics recorder is
-    /// installed.
+    /// Start the actors. Must run inside the actors' runtime (a running `System`), after
+    /// the metrics recorder is installed.
     pub fn start(config: Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let err = |e: String| anyhow::anyhow!(e);
         let b = &config.bulkheads;
@@ -165,6 +160,13 @@ impl Services {
         Ok(verified)
     }
 
+    /// What a configuration reload resizes the store's pools with (read, write), so the
+    /// reloader needs no access to the store itself.
+    pub fn pool_resizer(&self) -> Box<dyn Fn(usize, usize) + Send + Sync> {
+        let store = self.store.clone();
+        Box::new(move |read, write| store.resize_pools(read, write))
+    }
+
     /// A store read: `db_read` bulkhead, then the Postgres circuit, then the call.
     pub async fn read<T>(
         &self,
@@ -192,7 +194,7 @@ impl Services {
             Some(circuit) => guarded_as(bulkhead, caller, circuit, call, classify).await?,
             None => bulkhead.run_as(caller, call).await?,
         };
-        result.map_err(store_error)
+        result.map_err(ApiError::from)
     }
 
     /// CPU-heavy work (password hashing) on the hashing pool's threads. The pool bounds
@@ -273,93 +275,5 @@ fn classify<T>(result: &Result<T, StoreError>) -> Outcome {
     match result {
         Err(e) if e.is_dependency_failure() => Outcome::Failure,
         _ => Outcome::Success,
-    }
-}
-
-impl From<ActorError> for ApiError {
-    fn from(e: ActorError) -> Self {
-        match e {
-            ActorError::Overloaded { retry_after } => ApiError::overloaded(retry_after),
-            ActorError::CircuitOpen { retry_after } => {
-                ApiError::dependency_unavailable(retry_after)
-            }
-            ActorError::Unavailable | ActorError::Timeout => {
-                ApiError::overloaded(Duration::from_secs(1))
-            }
-            ActorError::ConcurrencyLimited => ApiError::new(
-                ErrorCode::RateLimited,
-                "too many concurrent requests; retry when one finishes",
-            )
-            .with_retry_after(Duration::from_secs(1)),
-            ActorError::Panicked { actor } => {
-                tracing::error!(actor, "actor panicked while serving a request");
-                ApiError::internal()
-            }
-        }
-    }
-}
-
-/// The one mapping of store errors to answers.
-pub fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(%detail, "store unavailable");
-            ApiError::dependency_unavailable(DEPENDENCY_RETRY)
-        }
-        StoreError::NotFound => ApiError::not_found(),
-        StoreError::Internal(detail) => {
-            tracing::error!(%detail, "store error");
-            ApiError::internal()
-        }
-        StoreError::Conflict(c) => match c {
-            Conflict::DuplicateEmail => ApiError::new(
-                ErrorCode::DuplicateEmail,
-                "a user with this email already exists",
-            ),
-            Conflict::DuplicateSku => ApiError::new(
-                ErrorCode::DuplicateSku,
-                "a product with this SKU already exists",
-            ),
-            Conflict::InsufficientStock(ids) => ApiError::new(
-                ErrorCode::InsufficientStock,
-                "not enough stock for one or more items",
-            )
-            .with_errors(
-                ids.iter()
-                    .map(|id| {
-                        FieldError::new("items", "insufficient_stock", format!("product {id}"))
-                    })
-                    .collect(),
-            ),
-            Conflict::InvalidTransition { from, to } => ApiError::new(
-                ErrorCode::InvalidTransition,
-                format!("cannot go from {from} to {to}"),
-            ),
-            Conflict::VersionMismatch => ApiError::new(
-                ErrorCode::PreconditionFailed,
-                "the resource has changed since the ETag given in If-Match",
-            ),
-            Conflict::IdempotencyKeyInUse => ApiError::new(
-                ErrorCode::IdempotencyKeyInUse,
-                "a request with this Idempotency-Key is still in flight",
-            ),
-            Conflict::IdempotencyKeyMismatch => ApiError::new(
-                ErrorCode::IdempotencyKeyMismatch,
-                "this Idempotency-Key was used with a different request",
-            ),
-            Conflict::UnknownReferences(ids) => ApiError::validation(
-                ids.iter()
-                    .map(|id| {
-                        FieldError::new("items", "unknown_product", format!("no product {id}"))
-                    })
-                    .collect(),
-            ),
-            Conflict::MixedCurrency => ApiError::validation(vec![FieldError::new(
-                "items",
-                "mixed_currency",
-                "all products of an order must have the same currency",
-            )]),
-            Conflict::UserGone => ApiError::unauthenticated("the token's user no longer exists"),
-        },
     }
 }

@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use uuid::Uuid;
 
 use super::Services;
+use crate::domain::precondition::ETag;
 use crate::domain::user::{Role, User, UserStatus, UserView};
-use crate::http::problem::ApiError;
+use crate::error::ApiError;
 use crate::store::StoreError;
 
 /// A user as the hot path needs it: status and role for the auth check, and the
@@ -20,8 +20,9 @@ pub struct CachedUser {
     pub role: Role,
     pub status: UserStatus,
     pub version: i64,
-    /// Ready to put in a response: cloning it copies no bytes.
-    pub etag: HeaderValue,
+    /// The strong ETag and the serialized body, ready to put in a response: cloning
+    /// either copies no bytes.
+    pub etag: ETag,
     pub body: Bytes,
 }
 
@@ -33,8 +34,7 @@ impl CachedUser {
             role: user.role,
             status: user.status,
             version: user.version,
-            etag: HeaderValue::from_str(&crate::http::etag::for_version(user.version))
-                .expect("an ETag is a valid header value"),
+            etag: ETag::for_version(user.version),
             body: Bytes::from(body),
         }
     }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::precondition::IfMatch;
 use crate::domain::product::{NewProduct, Product, ProductChanges, ProductQuery};
-use crate::http::etag::IfMatch;
 
 #[async_trait]
 pub trait ProductStore: Send + Sync {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::precondition::IfMatch;
 use crate::domain::user::{NewUser, Role, User, UserChanges, UserStatus};
 
 /// The order of a user listing; ties are broken by id in the same direction.
@@ -70,8 +71,8 @@ pub trait UserStore: Send + Sync {
     /// A live user by normalised email.
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
 
-    /// Apply `changes` to live user `id` and bump its version, if its current version is
-    /// one of `expected` (`None`: any). Checked inside the write, so no concurrent writer
+    /// Apply `changes` to live user `id` and bump its version, if its current version
+    /// satisfies `if_match`. Checked inside the write, so no concurrent writer
     /// slips between check and write: [`super::Conflict::VersionMismatch`] otherwise.
     /// Empty changes write nothing and answer the current record (after the check).
     /// A new password hash also revokes every refresh token of the user, in the same
@@ -80,12 +81,12 @@ pub trait UserStore: Send + Sync {
         &self,
         id: Uuid,
         changes: UserChanges,
-        expected: Option<Vec<i64>>,
+        if_match: &IfMatch,
     ) -> Result<User, StoreError>;
 
     /// Soft-delete live user `id` (its email becomes free) and revoke its refresh tokens,
-    /// in one transaction, if its version is one of `expected` (`None`: any).
-    async fn delete_user(&self, id: Uuid, expected: Option<Vec<i64>>) -> Result<(), StoreError>;
+    /// in one transaction, if its version satisfies `if_match`.
+    async fn delete_user(&self, id: Uuid, if_match: &IfMatch) -> Result<(), StoreError>;
 
     /// Move live user `id` to `to` if [`UserStatus::can_become`] allows it, checked inside
     /// the write ([`super::Conflict::InvalidTransition`] otherwise). Leaving `active`

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bulkhead::config::{DatabaseUrl, Secret};
+use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::token::NewRefreshToken;
 use bulkhead::domain::user::{now, NewUser, Role, UserChanges, UserStatus};
 use bulkhead::service::Services;
@@ -88,7 +89,7 @@ async fn promotion_resets_the_account(store: Arc<dyn Store>) {
                 password_hash: Some(changed),
                 ..UserChanges::default()
             },
-            None,
+            &IfMatch::Absent,
         )
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use bulkhead::http::ErrorCode;
+use bulkhead::error::ErrorCode;
 use reqwest::Method;
 use serde_json::Value;
 

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use bulkhead::domain::order::{Claim, IdempotencyKey, IdempotentCompletion, NewOrder, OrderLines};
+use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductChanges, ProductName, Sku, Stock,
 };
 use bulkhead::domain::user::{NewUser, Role};
-use bulkhead::http::etag::IfMatch;
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;

@@ -6,7 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::http::problem::{ErrorCode, PROBLEM_JSON};
+use crate::error::ErrorCode;
+use crate::http::problem::PROBLEM_JSON;
 use ErrorCode::*;
 
 /// The codes an operation answers beyond the shared ones of [`shared_codes`]; `None` for

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::MemoryStore;
+use crate::domain::precondition::IfMatch;
 use crate::domain::product::{NewProduct, Product, ProductChanges, ProductQuery};
 use crate::domain::user::now;
-use crate::http::etag::IfMatch;
 use crate::store::{Conflict, ProductStore, StoreError};
 
 #[derive(Default)]

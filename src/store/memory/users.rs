@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{MemoryStore, State};
+use crate::domain::precondition::IfMatch;
 use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
@@ -15,14 +16,14 @@ pub(crate) struct Users {
     pub(crate) id_by_email: HashMap<String, Uuid>,
 }
 
-/// The live user `id`, if its version is one of `expected` (`None`: any).
+/// The live user `id`, if `if_match` admits its version.
 fn checked<'a>(
     state: &'a mut State,
     id: Uuid,
-    expected: Option<&[i64]>,
+    if_match: &IfMatch,
 ) -> Result<&'a mut User, StoreError> {
     let user = state.users.by_id.get_mut(&id).ok_or(StoreError::NotFound)?;
-    if expected.is_some_and(|v| !v.contains(&user.version)) {
+    if !if_match.admits(user.version) {
         return Err(StoreError::Conflict(Conflict::VersionMismatch));
     }
     Ok(user)
@@ -75,11 +76,11 @@ impl UserStore for MemoryStore {
         &self,
         id: Uuid,
         changes: UserChanges,
-        expected: Option<Vec<i64>>,
+        if_match: &IfMatch,
     ) -> Result<User, StoreError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let current = checked(state, id, expected.as_deref())?.clone();
+        let current = checked(state, id, if_match)?.clone();
         if changes.is_empty() {
             return Ok(current);
         }
@@ -90,7 +91,7 @@ impl UserStore for MemoryStore {
             }
         }
         let revoke = changes.password_hash.is_some();
-        let user = checked(state, id, None)?;
+        let user = checked(state, id, &IfMatch::Absent)?;
         if let Some(name) = changes.name {
             user.name = name;
         }
@@ -112,10 +113,10 @@ impl UserStore for MemoryStore {
         Ok(user)
     }
 
-    async fn delete_user(&self, id: Uuid, expected: Option<Vec<i64>>) -> Result<(), StoreError> {
+    async fn delete_user(&self, id: Uuid, if_match: &IfMatch) -> Result<(), StoreError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        checked(state, id, expected.as_deref())?;
+        checked(state, id, if_match)?;
         if let Some(user) = state.users.by_id.remove(&id) {
             state.users.id_by_email.remove(&user.email);
         }
@@ -126,7 +127,7 @@ impl UserStore for MemoryStore {
     async fn set_user_status(&self, id: Uuid, to: UserStatus) -> Result<User, StoreError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let user = checked(state, id, None)?;
+        let user = checked(state, id, &IfMatch::Absent)?;
         if !user.status.can_become(to) {
             return Err(StoreError::Conflict(Conflict::InvalidTransition {
                 from: user.status.as_str().into(),
@@ -145,7 +146,7 @@ impl UserStore for MemoryStore {
     async fn make_active_admin(&self, id: Uuid, password_hash: String) -> Result<User, StoreError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let user = checked(state, id, None)?;
+        let user = checked(state, id, &IfMatch::Absent)?;
         user.role = Role::Admin;
         user.status = UserStatus::Active;
         user.password_hash = password_hash;

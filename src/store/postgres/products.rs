@@ -4,11 +4,11 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{pg_err, PgStore};
+use crate::domain::precondition::IfMatch;
 use crate::domain::product::{
     NewProduct, Product, ProductChanges, ProductQuery, ProductSortKey, SortValue,
 };
 use crate::domain::user::now;
-use crate::http::etag::IfMatch;
 use crate::store::{Conflict, ProductStore, StoreError};
 
 pub(crate) const PRODUCT_COLUMNS: &str =
@@ -26,14 +26,6 @@ pub(crate) fn product_from_row(row: &Row) -> Product {
         version: row.get(7),
         created_at: row.get(8),
         updated_at: row.get(9),
-    }
-}
-
-/// `If-Match` as a SQL parameter: NULL admits any version, otherwise `version = ANY($n)`.
-fn versions(if_match: &IfMatch) -> Option<Vec<i64>> {
-    match if_match {
-        IfMatch::Absent | IfMatch::Any => None,
-        IfMatch::Versions(v) => Some(v.clone()),
     }
 }
 
@@ -137,7 +129,7 @@ impl ProductStore for PgStore {
                     &c.currency.as_ref().map(|v| v.as_str()),
                     &c.stock.map(|v| v.get()),
                     &now(),
-                    &versions(if_match),
+                    &if_match.versions(),
                 ],
             )
             .await
@@ -160,7 +152,7 @@ impl ProductStore for PgStore {
             .await
             .map_err(pg_err)?;
         let n = conn
-            .execute(&stmt, &[&id, &now(), &versions(if_match)])
+            .execute(&stmt, &[&id, &now(), &if_match.versions()])
             .await
             .map_err(pg_err)?;
         drop(conn);

@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{pg_err, PgStore};
+use crate::domain::precondition::IfMatch;
 use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
@@ -122,7 +123,7 @@ impl UserStore for PgStore {
         &self,
         id: Uuid,
         changes: UserChanges,
-        expected: Option<Vec<i64>>,
+        if_match: &IfMatch,
     ) -> Result<User, StoreError> {
         let mut conn = self.write_conn().await?;
         let tx = conn.transaction().await.map_err(pg_err)?;
@@ -138,7 +139,7 @@ impl UserStore for PgStore {
                 .map_err(pg_err)?
                 .ok_or(StoreError::NotFound)?;
             let user = user_from_row(&row)?;
-            if expected.is_some_and(|v| !v.contains(&user.version)) {
+            if !if_match.admits(user.version) {
                 return Err(StoreError::Conflict(Conflict::VersionMismatch));
             }
             return Ok(user);
@@ -165,7 +166,7 @@ impl UserStore for PgStore {
                     &changes.email,
                     &changes.password_hash,
                     &at,
-                    &expected,
+                    &if_match.versions(),
                 ],
             )
             .await
@@ -180,7 +181,7 @@ impl UserStore for PgStore {
         user_from_row(&row)
     }
 
-    async fn delete_user(&self, id: Uuid, expected: Option<Vec<i64>>) -> Result<(), StoreError> {
+    async fn delete_user(&self, id: Uuid, if_match: &IfMatch) -> Result<(), StoreError> {
         let mut conn = self.write_conn().await?;
         let tx = conn.transaction().await.map_err(pg_err)?;
         let at = now();
@@ -193,7 +194,7 @@ impl UserStore for PgStore {
             .await
             .map_err(pg_err)?;
         if tx
-            .execute(&stmt, &[&id, &at, &expected])
+            .execute(&stmt, &[&id, &at, &if_match.versions()])
             .await
             .map_err(pg_err)?
             == 0
