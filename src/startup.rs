@@ -25,6 +25,7 @@ pub struct Application {
     shutdown_timeout: Duration,
     shutdown_delay: Duration,
     reloader: Arc<Reloader>,
+    hangups: Hangups,
 }
 
 impl Application {
@@ -41,6 +42,8 @@ impl Application {
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let reloader = Arc::new(Reloader::new(path, config.clone(), &svc));
+        // Before the listener accepts anything: SIGHUP's default action ends the process.
+        let hangups = hangups();
         let lifecycle = Arc::new(Lifecycle::default());
         let state = web::Data::new(AppState {
             config: config.clone(),
@@ -84,6 +87,7 @@ impl Application {
             shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
             reloader,
+            hangups,
         })
     }
 
@@ -115,7 +119,7 @@ impl Application {
             tracing::info!(?timeout, "shutdown signal received; draining");
             stopper.stop().await;
         });
-        let reloads = actix_web::rt::spawn(reload_on_hangup(self.reloader.clone()));
+        let reloads = actix_web::rt::spawn(reload_on_hangup(self.hangups, self.reloader.clone()));
         let result = self.server.await;
         signals.abort();
         reloads.abort();
@@ -151,12 +155,29 @@ impl ShutdownHandle {
     }
 }
 
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// The SIGHUP stream, installed once (from then on the signal no longer ends the process).
+#[cfg(unix)]
+fn hangups() -> Hangups {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup());
+    if hup.is_err() {
+        tracing::error!("could not install the SIGHUP handler; reloads are off");
+    }
+    hup.ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Hangups {}
+
 /// Every SIGHUP reloads the configuration; the outcome is logged and counted there.
 #[cfg(unix)]
-async fn reload_on_hangup(reloader: Arc<Reloader>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("could not install the SIGHUP handler; reloads are off");
+async fn reload_on_hangup(hangups: Hangups, reloader: Arc<Reloader>) {
+    let Some(mut hup) = hangups else {
         return;
     };
     while hup.recv().await.is_some() {
@@ -167,7 +188,7 @@ async fn reload_on_hangup(reloader: Arc<Reloader>) {
 }
 
 #[cfg(not(unix))]
-async fn reload_on_hangup(_reloader: Arc<Reloader>) {}
+async fn reload_on_hangup(_hangups: Hangups, _reloader: Arc<Reloader>) {}
 
 #[cfg(unix)]
 async fn wait_for_signal() {

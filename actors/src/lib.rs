@@ -10,6 +10,10 @@
 //!   per workload class, the latter on dedicated threads for password hashing;
 //! * [`UserCache`] — sharded read-through cache with single-flight loads.
 //!
+//! Each takes new settings live (`reconfigure`: a configuration reload), between two
+//! messages or under the lock it already takes per call; nothing on the hot path locks
+//! for it.
+//!
 //! Every mailbox and queue is bounded from config; request paths `try_send` and await
 //! replies under a deadline; actors run under `actix::Supervisor` and a panicking handler
 //! answers its caller `Panicked` and is restarted (see [`supervise`]).
