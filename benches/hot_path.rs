@@ -38,6 +38,8 @@ fn config() -> Config {
 
 struct Fixture {
     state: web::Data<AppState>,
+    /// The store the services run on, for reading a record as it is stored.
+    store: Arc<dyn Store>,
     user: Uuid,
     token: String,
 }
@@ -69,6 +71,7 @@ async fn fixture() -> Fixture {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     Fixture {
+        store,
         state: web::Data::new(AppState {
             config,
             svc,
@@ -127,7 +130,7 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("body");
     let user = sys
-        .block_on(svc.store.get_user(f.user))
+        .block_on(f.store.get_user(f.user))
         .expect("read")
         .expect("exists");
     g.bench_function("serialize_user", |b| {

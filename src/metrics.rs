@@ -15,7 +15,6 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::config::MetricsConfig;
-use crate::store::Store;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
@@ -58,7 +57,10 @@ pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
 }
 
 /// Sample the scrape-time gauges, then render the exposition.
-pub fn scrape(handle: &PrometheusHandle, store: &dyn Store) -> String {
+pub fn scrape(
+    handle: &PrometheusHandle,
+    pools: &[(&'static str, deadpool_postgres::Status)],
+) -> String {
     PROCESS
         .get_or_init(|| {
             let c = metrics_process::Collector::default();
@@ -66,7 +68,7 @@ pub fn scrape(handle: &PrometheusHandle, store: &dyn Store) -> String {
             c
         })
         .collect();
-    for (pool, status) in store.pool_status() {
+    for &(pool, status) in pools {
         metrics::gauge!("bulkhead_db_pool_size", "pool" => pool).set(status.size as f64);
         metrics::gauge!("bulkhead_db_pool_max_size", "pool" => pool).set(status.max_size as f64);
         metrics::gauge!("bulkhead_db_pool_available", "pool" => pool).set(status.available as f64);

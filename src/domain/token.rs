@@ -1,6 +1,8 @@
-//! Refresh tokens as stored: only the SHA-256 hash of the opaque token is kept.
+//! Tokens: refresh tokens as stored (only the SHA-256 hash of the opaque token is kept),
+//! and the pair a login or a refresh issues.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// A refresh token to store. `family_id` names one login's chain of rotations.
@@ -10,4 +12,13 @@ pub struct NewRefreshToken {
     pub family_id: Uuid,
     pub user_id: Uuid,
     pub expires_at: DateTime<Utc>,
+}
+
+/// An access token and a refresh token, as login and refresh answer them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
 }

@@ -95,7 +95,7 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     res.insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Readiness {
             status: if ok { "ok" } else { "unavailable" },
-            backend: state.svc.store.backend().as_str(),
+            backend: state.svc.backend().as_str(),
             checks,
         })
 }
@@ -114,7 +114,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match &state.metrics {
         Some(handle) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(crate::metrics::scrape(handle, &*state.svc.store)),
+            .body(crate::metrics::scrape(handle, &state.svc.pool_status())),
         None => HttpResponse::NotFound().finish(),
     }
 }

@@ -1,7 +1,7 @@
 //! `/api/v1/orders`: placing, reading, listing and cancelling orders.
 //!
-//! Creation is idempotent per user and `Idempotency-Key` (see `store::orders`): the key is
-//! claimed before the work, the order's transaction stores the response, and a failed
+//! Creation is idempotent per user and `Idempotency-Key` (see `service::orders`): the key
+//! is claimed before the work, the order's transaction stores the response, and a failed
 //! creation releases the claim. Only successes are stored for replay: a request refused
 //! for stock or unknown products leaves no trace, so the client may retry the same key
 //! once the cause is gone. Choices where the contract is silent: a non-admin asking for
@@ -20,12 +20,10 @@ use super::extract::JsonBody;
 use super::pagination::{parse_limit, Cursor};
 use super::shop::{only_known, page, resource_response, Rules};
 use super::{resource, AppState};
-use crate::domain::order::{
-    Claim, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderLines, OrderQuery,
-    OrderStatus,
-};
+use crate::domain::order::{IdempotencyKey, Order, OrderLines, OrderQuery, OrderStatus};
 use crate::domain::rule::Violation;
 use crate::error::{ApiError, ErrorCode};
+use crate::service::Placed;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -132,53 +130,10 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let lines = body.parse()?;
-    let hash = lines.request_hash();
-    let claim = state
-        .svc
-        .write(
-            state
-                .svc
-                .store
-                .claim_idempotency_key(caller.id, &key, &hash),
-        )
-        .await?;
-    let token = match claim {
-        Claim::Claimed(token) => token,
-        Claim::Replay { status, body } => return Ok(replay(status, body)),
+    let order = match state.svc.place_order(caller.id, key, lines).await? {
+        Placed::Created(order) => order,
+        Placed::Replay { status, body } => return Ok(replay(status, body)),
     };
-    let user_id = caller.id;
-    let new = NewOrder { user_id, lines };
-    // The work runs in its own task, so a client that disconnects cannot cut it short
-    // between the order's commit and the release of a failed claim.
-    let work = {
-        let state = state.clone();
-        let key = key.clone();
-        actix_web::rt::spawn(async move {
-            let completion = IdempotentCompletion {
-                key: key.clone(),
-                token,
-            };
-            let result = state
-                .svc
-                .write(state.svc.store.create_order(new, Some(completion)))
-                .await;
-            if result.is_err() {
-                // Straight to the store, past the bulkhead: when the bulkhead refused
-                // the creation, this release must not be refused too, or the key would
-                // stay blocked until the claim times out.
-                if let Err(e) = state
-                    .svc
-                    .store
-                    .release_idempotency_key(user_id, &key, token)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not release an idempotency claim");
-                }
-            }
-            result
-        })
-    };
-    let order = work.await.map_err(|_| ApiError::internal())??;
     let mut res = HttpResponse::Created();
     order_headers(&mut res, &order.id.to_string());
     Ok(res
@@ -206,7 +161,7 @@ fn replay(status: u16, body: Vec<u8>) -> HttpResponse {
 async fn visible_order(state: &AppState, caller: &Caller, id: Uuid) -> Result<Order, ApiError> {
     state
         .svc
-        .read(state.svc.store.get_order(id))
+        .order(id)
         .await?
         .filter(|o| caller.may_act_for(o.user_id))
         .ok_or_else(ApiError::not_found)
@@ -243,10 +198,7 @@ async fn cancel(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let order = visible_order(&state, &caller, *id).await?;
-    let order = state
-        .svc
-        .write(state.svc.store.cancel_order(order.id))
-        .await?;
+    let order = state.svc.cancel_order(order.id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag::for_version(order.version)))
         .json(&order))
@@ -317,7 +269,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = list_query(&caller, &params)?;
     let limit = query.limit - 1;
-    let rows = state.svc.read(state.svc.store.list_orders(query)).await?;
+    let rows = state.svc.list_orders(query).await?;
     let body = page(
         rows,
         limit,

@@ -194,7 +194,7 @@ async fn create(
     JsonBody(body): JsonBody<ProductBody>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.parse()?;
-    let product = state.svc.write(state.svc.store.create_product(new)).await?;
+    let product = state.svc.create_product(new).await?;
     Ok(created(&product))
 }
 
@@ -214,7 +214,7 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let product = state
         .svc
-        .read(state.svc.store.get_product(*id))
+        .product(*id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(resource_response(&req, product.version, &product))
@@ -236,10 +236,7 @@ async fn replace(
 ) -> Result<HttpResponse, ApiError> {
     let changes = ProductChanges::from(body.parse()?);
     let if_match = etag::if_match(&req);
-    let product = state
-        .svc
-        .write(state.svc.store.update_product(*id, changes, &if_match))
-        .await?;
+    let product = state.svc.update_product(*id, changes, &if_match).await?;
     Ok(written(&product))
 }
 
@@ -262,10 +259,7 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     let changes = body.parse()?;
     let if_match = etag::if_match(&req);
-    let product = state
-        .svc
-        .write(state.svc.store.update_product(*id, changes, &if_match))
-        .await?;
+    let product = state.svc.update_product(*id, changes, &if_match).await?;
     Ok(written(&product))
 }
 
@@ -282,10 +276,7 @@ async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let if_match = etag::if_match(&req);
-    state
-        .svc
-        .write(state.svc.store.delete_product(*id, &if_match))
-        .await?;
+    state.svc.delete_product(*id, &if_match).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -385,7 +376,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = list_query(&params)?;
     let (limit, sort) = (query.limit - 1, query.sort);
-    let rows = state.svc.read(state.svc.store.list_products(query)).await?;
+    let rows = state.svc.list_products(query).await?;
     let body = page(
         rows,
         limit,

@@ -12,9 +12,9 @@ use super::etag;
 use super::extract::JsonBody;
 use super::users::{user_response, Violations};
 use super::AppState;
-use crate::domain::user::{Email, Password, Rule, UserChanges, UserName};
+use crate::domain::user::{Email, Password, Rule, UserName};
 use crate::error::ApiError;
-use crate::service::CachedUser;
+use crate::service::{CachedUser, UserEdit};
 
 /// A member of a JSON merge patch (RFC 7396): absent (leave it), `null` (remove it),
 /// or a new value.
@@ -92,25 +92,14 @@ pub async fn patch(
     let email = member(&mut v, "email", body.email, Email::parse);
     let password = member(&mut v, "password", body.password, Password::parse);
     v.finish()?;
-    // Hashing is on the hashing pool, before the write: the store only swaps hashes.
-    let password_hash = match password {
-        Some(p) => Some(state.svc.hash_password(p.into_inner()).await?),
-        None => None,
-    };
-    let changes = UserChanges {
-        name: name.map(UserName::into_inner),
-        email: email.map(Email::into_inner),
-        password_hash,
+    let edit = UserEdit {
+        name,
+        email,
+        password,
     };
     let user = state
         .svc
-        .write_user(
-            id,
-            state
-                .svc
-                .store
-                .update_user(id, changes, &etag::if_match(&req)),
-        )
+        .update_user(id, edit, &etag::if_match(&req))
         .await?;
     Ok(user_response(
         HttpResponse::Ok(),
@@ -137,10 +126,7 @@ pub async fn delete(
     if !caller.may_act_for(id) {
         return Err(ApiError::not_found());
     }
-    state
-        .svc
-        .write_user(id, state.svc.store.delete_user(id, &etag::if_match(&req)))
-        .await?;
+    state.svc.delete_user(id, &etag::if_match(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

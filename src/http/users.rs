@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::etag::{self, not_modified};
 use super::extract::JsonBody;
 use super::{resource, user_patch, users_admin, AppState};
-use crate::domain::user::{Email, NewUser, Password, Role, UserName};
+use crate::domain::user::{Email, Password, UserName};
 use crate::error::{ApiError, FieldError};
 use crate::service::CachedUser;
 
@@ -121,16 +121,7 @@ async fn create(
     let (Some(email), Some(name), Some(password)) = (email, name, password) else {
         return Err(ApiError::internal());
     };
-    let password_hash = state.svc.hash_password(password.into_inner()).await?;
-    let user = state
-        .svc
-        .write(state.svc.store.create_user(NewUser {
-            email: email.into_inner(),
-            name: name.into_inner(),
-            password_hash,
-            role: Role::User,
-        }))
-        .await?;
+    let user = state.svc.register(email, name, password).await?;
     let cached = CachedUser::from_user(&user);
     let mut res = HttpResponse::Created();
     res.insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)));

@@ -154,7 +154,7 @@ pub async fn list(
         after,
         limit: limit + 1,
     };
-    let mut rows = state.svc.read(state.svc.store.list_users(&query)).await?;
+    let mut rows = state.svc.list_users(&query).await?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|last| {
@@ -240,10 +240,7 @@ pub async fn set_status(
     let Some(to) = to else {
         return Err(ApiError::internal());
     };
-    let user = state
-        .svc
-        .write_user(id, state.svc.store.set_user_status(id, to))
-        .await?;
+    let user = state.svc.set_user_status(id, to).await?;
     Ok(user_response(
         HttpResponse::Ok(),
         &CachedUser::from_user(&user),

@@ -113,17 +113,18 @@ impl Reloader {
         };
         meters.last_successful.set(1.0);
         meters.last_success_at.set(unix_seconds());
+        let (db_read, db_write, pg_circuit) = svc.db_admission();
         Self {
             path,
             running: ArcSwap::new(running),
             targets: Targets {
                 limiter: svc.limiter.as_ref().map(|(l, _)| l.clone()),
-                db_read: svc.db_read.clone(),
-                db_write: svc.db_write.clone(),
+                db_read,
+                db_write,
                 hashing: svc.hashing.clone(),
-                pg_circuit: svc.pg_circuit.clone(),
+                pg_circuit,
                 users: svc.users.clone(),
-                tokens: svc.tokens.clone(),
+                tokens: svc.verified_tokens.clone(),
                 resize_pools: svc.pool_resizer(),
             },
             meters,

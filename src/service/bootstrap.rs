@@ -12,6 +12,7 @@
 //!   issued with (see `http::auth`).
 
 use crate::domain::user::{Email, NewUser, Password, Role, UserStatus};
+use crate::error::ErrorCode;
 
 use super::Services;
 
@@ -28,8 +29,8 @@ impl Services {
         let password = Password::parse(password.expose())
             .map_err(|(_, m)| anyhow::anyhow!("auth.bootstrap_admin_password {m}"))?;
         let existing = self
-            .store
-            .find_user_by_email(email.as_str())
+            .db
+            .read(|s| s.find_user_by_email(email.as_str()))
             .await
             .map_err(|e| anyhow::anyhow!("looking up the bootstrap admin: {e}"))?;
         match existing {
@@ -40,11 +41,9 @@ impl Services {
                     .await
                     .map_err(|e| anyhow::anyhow!("hashing the bootstrap admin password: {e}"))?;
                 let promoted = self
-                    .store
-                    .make_active_admin(user.id, hash)
+                    .write_user(user.id, |s| s.make_active_admin(user.id, hash))
                     .await
                     .map_err(|e| anyhow::anyhow!("promoting the bootstrap admin: {e}"))?;
-                self.invalidate_user(promoted.id);
                 tracing::warn!(
                     user_id = %promoted.id,
                     was_role = user.role.as_str(),
@@ -59,22 +58,20 @@ impl Services {
                     .hash_password(password.into_inner())
                     .await
                     .map_err(|e| anyhow::anyhow!("hashing the bootstrap admin password: {e}"))?;
-                let created = self
-                    .store
-                    .create_user(NewUser {
-                        email: email.into_inner(),
-                        name: "Administrator".into(),
-                        password_hash: hash,
-                        role: Role::Admin,
-                    })
-                    .await;
+                let new = NewUser {
+                    email: email.into_inner(),
+                    name: "Administrator".into(),
+                    password_hash: hash,
+                    role: Role::Admin,
+                };
+                let created = self.db.write(|s| s.create_user(new)).await;
                 match created {
                     Ok(user) => {
                         tracing::info!(user_id = %user.id, "created the bootstrap admin");
                         Ok(())
                     }
                     // Another instance starting at the same time created it first.
-                    Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+                    Err(e) if e.code == ErrorCode::DuplicateEmail => Ok(()),
                     Err(e) => Err(anyhow::anyhow!("creating the bootstrap admin: {e}")),
                 }
             }

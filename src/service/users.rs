@@ -1,4 +1,5 @@
-//! The per-user cache: what the hot path needs about a user, ready to serve.
+//! Users: the per-user cache (what the hot path needs about a user, ready to serve) and
+//! every user write, each of which drops the user's cache entry.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,9 +9,20 @@ use uuid::Uuid;
 
 use super::Services;
 use crate::domain::precondition::ETag;
-use crate::domain::user::{Role, User, UserStatus, UserView};
+use crate::domain::precondition::IfMatch;
+use crate::domain::user::{
+    Email, NewUser, Password, Role, User, UserChanges, UserName, UserStatus, UserView,
+};
 use crate::error::ApiError;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError, UserListQuery};
+
+/// A user's edit as parsed: `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserEdit {
+    pub name: Option<UserName>,
+    pub email: Option<Email>,
+    pub password: Option<Password>,
+}
 
 /// A user as the hot path needs it: status and role for the auth check, and the
 /// serialized body with its strong ETag for `GET /users/me` and `/users/{id}`.
@@ -46,7 +58,7 @@ impl Services {
     pub async fn user(&self, id: Uuid) -> Result<Option<Arc<CachedUser>>, ApiError> {
         self.users
             .get_or_load(id, || async move {
-                let user = self.read(self.store.get_user(id)).await?;
+                let user = self.db.read(|s| s.get_user(id)).await?;
                 Ok::<_, ApiError>(user.map(|u| Arc::new(CachedUser::from_user(&u))))
             })
             .await
@@ -57,17 +69,76 @@ impl Services {
         self.users.invalidate(&id);
     }
 
-    /// A store write of user `id` (through the write bulkhead), after which the user's
-    /// cache entry is dropped whatever the answer: a write whose commit outcome is unknown
-    /// must not leave a stale entry, and the auth check must see a deleted or inactive
-    /// user on the next request. Handlers write users only through this.
-    pub async fn write_user<T>(
-        &self,
+    /// A store write of user `id` (through the guard), after which the user's cache entry
+    /// is dropped whatever the answer: a write whose commit outcome is unknown must not
+    /// leave a stale entry, and the auth check must see a deleted or inactive user on the
+    /// next request. Every write of an existing user goes through this.
+    pub(super) async fn write_user<'a, T, Fut>(
+        &'a self,
         id: Uuid,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, ApiError> {
-        let written = self.write(call).await;
+        call: impl FnOnce(&'a dyn Store) -> Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let written = self.db.write(call).await;
         self.invalidate_user(id);
         written
+    }
+
+    /// Registration: a new active user with role `user`; the password is hashed on the
+    /// hashing pool first.
+    pub async fn register(
+        &self,
+        email: Email,
+        name: UserName,
+        password: Password,
+    ) -> Result<User, ApiError> {
+        let password_hash = self.hash_password(password.into_inner()).await?;
+        let new = NewUser {
+            email: email.into_inner(),
+            name: name.into_inner(),
+            password_hash,
+            role: Role::User,
+        };
+        self.db.write(|s| s.create_user(new)).await
+    }
+
+    /// Apply `edit` to user `id` if its version satisfies `if_match` (412 otherwise). A new
+    /// password is hashed before the write (the store only swaps hashes) and revokes the
+    /// user's refresh tokens in the write's transaction.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        edit: UserEdit,
+        if_match: &IfMatch,
+    ) -> Result<User, ApiError> {
+        let password_hash = match edit.password {
+            Some(p) => Some(self.hash_password(p.into_inner()).await?),
+            None => None,
+        };
+        let changes = UserChanges {
+            name: edit.name.map(UserName::into_inner),
+            email: edit.email.map(Email::into_inner),
+            password_hash,
+        };
+        self.write_user(id, |s| s.update_user(id, changes, if_match))
+            .await
+    }
+
+    /// Soft-delete user `id` (refresh tokens revoked in the same transaction) under the
+    /// same `if_match` rule.
+    pub async fn delete_user(&self, id: Uuid, if_match: &IfMatch) -> Result<(), ApiError> {
+        self.write_user(id, |s| s.delete_user(id, if_match)).await
+    }
+
+    /// Move user `id` to status `to`, if the transition is allowed (checked in the write).
+    pub async fn set_user_status(&self, id: Uuid, to: UserStatus) -> Result<User, ApiError> {
+        self.write_user(id, |s| s.set_user_status(id, to)).await
+    }
+
+    /// A page of users (`query.limit` rows at most).
+    pub async fn list_users(&self, query: &UserListQuery) -> Result<Vec<User>, ApiError> {
+        self.db.read(|s| s.list_users(query)).await
     }
 }

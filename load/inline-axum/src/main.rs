@@ -29,11 +29,11 @@
 //!     [--user-quota N] [--user-window-secs N] [--pool-size N]
 //! ```
 
+#[path = "../../axum-shared/args.rs"]
 mod args;
+#[path = "../../axum-shared/common.rs"]
+mod common;
 
-use args::{parse_args, usage, Args};
-
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,27 +43,22 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
-use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use moka::future::Cache;
-use serde::{Deserialize, Serialize};
-use tokio_postgres::NoTls;
+use serde::Serialize;
 use uuid::Uuid;
 
-const ME_PATH: &str = "/api/v1/users/me";
-const ISSUER: &str = "bulkhead";
-const AUDIENCE: &str = "bulkhead-api";
-const LEEWAY_SECS: u64 = 30;
-const CACHE_CAPACITY: u64 = 100_000;
-const CACHE_TTL: Duration = Duration::from_secs(300);
+use args::Args;
+use common::{fetch_user, Claims, LoadError, CACHE_CAPACITY, CACHE_TTL, ME_PATH};
+
+const NAME: &str = "bulkhead-inline-axum";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -73,43 +68,12 @@ const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// The access token's claims, as Bulkhead issues and parses them (`src/auth/jwt.rs`).
-#[derive(Deserialize)]
-#[allow(dead_code)] // all parsed and checked on decode; only `sub` is used afterwards
-struct Claims {
-    sub: Uuid,
-    role: String,
-    iss: String,
-    aud: String,
-    iat: u64,
-    exp: u64,
-    jti: Uuid,
-}
-
-/// A user as `GET /users/me` renders it: Bulkhead's `UserView`, field for field.
-#[derive(Serialize)]
-struct UserView<'a> {
-    id: Uuid,
-    email: &'a str,
-    name: &'a str,
-    role: &'a str,
-    status: &'a str,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
 /// What the hot path needs about a user: its state for the check, and its answer.
 struct CachedUser {
     active: bool,
     status: String,
     etag: HeaderValue,
     body: Bytes,
-}
-
-#[derive(Debug)]
-enum LoadError {
-    NotFound,
-    Db(String),
 }
 
 type Limiter =
@@ -129,37 +93,15 @@ struct AppState {
     limit_header: HeaderValue,
 }
 
+/// The user, serialized once, as the cache keeps it.
 async fn load_user(pool: &Pool, id: Uuid) -> Result<Arc<CachedUser>, LoadError> {
+    let user = fetch_user(pool, id).await?;
     let db = |e: &dyn std::fmt::Display| LoadError::Db(e.to_string());
-    let conn = pool.get().await.map_err(|e| db(&e))?;
-    let stmt = conn
-        .prepare_cached(
-            "SELECT id, email, name, role, status, version, created_at, updated_at \
-             FROM users WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .await
-        .map_err(|e| db(&e))?;
-    let row = conn
-        .query_opt(&stmt, &[&id])
-        .await
-        .map_err(|e| db(&e))?
-        .ok_or(LoadError::NotFound)?;
-    let status: &str = row.get(4);
-    let version: i64 = row.get(5);
-    let view = UserView {
-        id: row.get(0),
-        email: row.get(1),
-        name: row.get(2),
-        role: row.get(3),
-        status,
-        created_at: row.get(6),
-        updated_at: row.get(7),
-    };
-    let body = serde_json::to_vec(&view).map_err(|e| db(&e))?;
+    let body = serde_json::to_vec(&user).map_err(|e| db(&e))?;
     Ok(Arc::new(CachedUser {
-        active: status == "active",
-        status: status.to_owned(),
-        etag: HeaderValue::from_str(&format!("\"v{version}\"")).map_err(|e| db(&e))?,
+        active: user.status == "active",
+        etag: HeaderValue::from_str(&format!("\"v{}\"", user.version)).map_err(|e| db(&e))?,
+        status: user.status,
         body: Bytes::from(body),
     }))
 }
@@ -295,7 +237,7 @@ async fn me(State(app): State<Arc<AppState>>, req: Request) -> Response {
                 return unauthenticated("the token's user no longer exists", &request_id)
             }
             LoadError::Db(ref e) => {
-                eprintln!("bulkhead-inline-axum: loading user {}: {e}", claims.sub);
+                eprintln!("{NAME}: loading user {}: {e}", claims.sub);
                 let mut res = problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "dependency_unavailable",
@@ -367,24 +309,9 @@ async fn me(State(app): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 fn main() {
-    let args = parse_args();
-    let (Some(url), Some(secret)) = (&args.database_url, &args.jwt_secret) else {
-        usage();
-    };
-    let workers = if args.workers == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        args.workers
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = runtime.block_on(serve(&args, url, secret, workers)) {
-        eprintln!("bulkhead-inline-axum: {e}");
-        std::process::exit(1);
-    }
+    common::run(NAME, |args, url, secret, workers| async move {
+        serve(&args, &url, &secret, workers).await
+    });
 }
 
 async fn serve(
@@ -393,40 +320,14 @@ async fn serve(
     secret: &str,
     workers: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let pg: tokio_postgres::Config = url.parse()?;
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
-        .max_size(args.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(2)))
-        .create_timeout(Some(Duration::from_secs(3)))
-        .build()?;
-    drop(pool.get().await?); // fail at start, not on the first request
-
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[ISSUER]);
-    validation.set_audience(&[AUDIENCE]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.leeway = LEEWAY_SECS;
-
-    // Bulkhead's GCRA: emission interval window / quota, burst = quota.
+    let pool = common::pool(args, url).await?;
     let (quota, window_secs) = (args.user_quota, args.user_window_secs);
-    let emission_ns = (window_secs.saturating_mul(1_000_000_000) / u64::from(quota)).max(1);
-    let burst = NonZeroU32::new(quota).ok_or("quota must be at least 1")?;
-    let rate = Quota::with_period(Duration::from_nanos(emission_ns))
-        .ok_or("bad quota")?
-        .allow_burst(burst);
+    let (rate, emission_ns) = common::user_quota(args)?;
     let limiter = RateLimiter::keyed(rate).with_middleware::<StateInformationMiddleware>();
 
     let app = Arc::new(AppState {
         decoding: DecodingKey::from_secret(secret.as_bytes()),
-        validation,
+        validation: common::validation(),
         users: Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(CACHE_TTL)
@@ -451,17 +352,5 @@ async fn serve(
     });
 
     let router = Router::new().route(ME_PATH, get(me)).with_state(app);
-    let listener = tokio::net::TcpListener::bind(&args.bind)
-        .await?
-        .tap_io(|tcp| {
-            // As actix-web does on every accepted connection.
-            let _ = tcp.set_nodelay(true);
-        });
-    eprintln!(
-        "bulkhead-inline-axum: {ME_PATH} on {} with {workers} worker threads, user quota \
-         {quota} per {window_secs} s",
-        args.bind
-    );
-    axum::serve(listener, router).await?;
-    Ok(())
+    common::serve_router(NAME, args, workers, router).await
 }

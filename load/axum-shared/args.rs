@@ -1,5 +1,5 @@
-//! The command line: hand-parsed like `load/floor`, to keep the baseline's
-//! dependencies to what it measures.
+//! The command line of both axum baselines: hand-parsed like `load/floor`, to keep the
+//! baselines' dependencies to what they measure.
 
 pub struct Args {
     pub bind: String,
@@ -11,16 +11,16 @@ pub struct Args {
     pub pool_size: usize,
 }
 
-pub fn usage() -> ! {
+pub fn usage(name: &str) -> ! {
     eprintln!(
-        "usage: bulkhead-inline-axum --database-url URL --jwt-secret S \
+        "usage: {name} --database-url URL --jwt-secret S \
          [--bind ADDR (127.0.0.1:8082)] [--workers N (0 = cores)] \
          [--user-quota N (1000000000)] [--user-window-secs N (60)] [--pool-size N (16)]"
     );
     std::process::exit(2);
 }
 
-pub fn parse_args() -> Args {
+pub fn parse_args(name: &str) -> Args {
     let mut args = Args {
         bind: "127.0.0.1:8082".into(),
         workers: 0,
@@ -33,22 +33,22 @@ pub fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage());
+        let mut value = || it.next().unwrap_or_else(|| usage(name));
         match flag.as_str() {
             "--bind" => args.bind = value(),
-            "--workers" => args.workers = value().parse().unwrap_or_else(|_| usage()),
+            "--workers" => args.workers = value().parse().unwrap_or_else(|_| usage(name)),
             "--database-url" => args.database_url = Some(value()),
             "--jwt-secret" => args.jwt_secret = Some(value()),
-            "--user-quota" => args.user_quota = value().parse().unwrap_or_else(|_| usage()),
+            "--user-quota" => args.user_quota = value().parse().unwrap_or_else(|_| usage(name)),
             "--user-window-secs" => {
-                args.user_window_secs = value().parse().unwrap_or_else(|_| usage())
+                args.user_window_secs = value().parse().unwrap_or_else(|_| usage(name))
             }
-            "--pool-size" => args.pool_size = value().parse().unwrap_or_else(|_| usage()),
-            _ => usage(),
+            "--pool-size" => args.pool_size = value().parse().unwrap_or_else(|_| usage(name)),
+            _ => usage(name),
         }
     }
     if args.user_quota == 0 || args.user_window_secs == 0 || args.pool_size == 0 {
-        usage();
+        usage(name);
     }
     args
 }

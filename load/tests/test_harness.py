@@ -1,0 +1,127 @@
+"""Offline checks of the load harness (no server, no load): the report of a run built
+from known records, the targets it checks, its JSON, the scenario registry and the
+tool check. `python3 load/tests/test_harness.py` (CI runs it)."""
+
+import json
+import os
+import sys
+import tempfile
+import unittest
+from unittest import mock
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bulkhead_load import config, scenarios, tools  # noqa: E402
+from bulkhead_load.report import markdown  # noqa: E402
+from bulkhead_load.results import (Meta, Report, Round, RoundFigures, Sample,  # noqa: E402
+                                   ScenarioResult, WrkSummary, to_json)
+from bulkhead_load.targets import add_ratios, check_targets, versus  # noqa: E402
+
+
+def result(name, rps, p99, statuses=None):
+    return ScenarioResult(
+        name=name, title=f"{name} title", generator="wrk (closed loop)", connections=64,
+        status_counted_in_lua=bool(statuses), note="",
+        wrk=WrkSummary(requests=int(rps * 3), duration_s=3.0, rps=rps, p50_ms=0.5,
+                       p90_ms=1.0, p99_ms=p99, p999_ms=p99 * 2, max_ms=p99 * 3,
+                       non_2xx_3xx=0, socket_errors={}, status_counts=statuses),
+        sample=Sample(server_cpu_s=1.0, server_cpu_cores=0.9, generator_cpu_s=1.0,
+                      server_context_switches={"voluntary": 1, "involuntary": 1},
+                      rss_before_mb=10.0, rss_after_mb=11.0, rss_peak_mb=12.0,
+                      vm_hwm_mb=12.0),
+        cpu_us_per_request=10.0, context_switches_per_request=0.1)
+
+
+def report(s1_rps, lean_rps):
+    rep = Report(meta=Meta(
+        timestamp="t", commit="abc1234", branch="b", dirty=False, host="h", cores=2,
+        loadavg_start="1 1 1", workers=2, threads=2, connections=64, duration_s=3,
+        warmup_s=1, users=200, products=200, access_log=False, quick=True,
+        server_env={}, wrk=["wrk 4"]))
+    rep.floor = result("floor", 100_000.0, 4.0)
+    rep.baselines = [result("inline_axum", 70_000.0, 3.0),
+                     result("lean_axum", lean_rps, 2.0)]
+    rep.scenarios = [result("s1_users_me", s1_rps, 3.0),
+                     result("s2_products", 9_000.0, 10.0, {"200": 27_000, "500": 1})]
+    figures = {b.name: RoundFigures(b.rps, b.p99_ms, 10.0)
+               for b in [rep.floor] + rep.baselines + rep.scenarios[:1]}
+    rep.rounds = [Round(round=1, figures=figures), Round(round=2, figures=figures)]
+    add_ratios(rep)
+    rep.versus = {n: versus(rep, n) for n in ("inline_axum", "lean_axum")}
+    rep.targets = check_targets(rep)
+    return rep
+
+
+class ReportTest(unittest.TestCase):
+    def test_targets_follow_the_figures(self):
+        rep = report(s1_rps=85_000.0, lean_rps=90_000.0)
+        got = {t.target: t.passed for t in rep.targets}
+        self.assertTrue(got["scenario 1 rps >= 0.75 x floor"])
+        self.assertTrue(got["scenario 1 faster than the inline axum design"])
+        self.assertFalse(got["scenario 1 ahead of lean axum"])
+        self.assertFalse(got["no 5xx but the contract's 503 in any scenario"])
+        self.assertTrue({t.target: t.passed for t in report(95_000.0, 90_000.0).targets}
+                        ["scenario 1 ahead of lean axum"])
+
+    def test_markdown_has_every_system_and_round(self):
+        md = markdown(report(s1_rps=85_000.0, lean_rps=90_000.0))
+        for row in ("| floor: floor title | 100,000 | 1.00 |",
+                    "| lean_axum: lean_axum title | 90,000 | 0.90 |",
+                    "| s1_users_me: s1_users_me title | 85,000 | 0.85 |",
+                    "| Bulkhead s1 / lean axum | req/s ratio | p99 ratio |",
+                    "| 85,000 / 90,000 req/s; p99 3.00 / 2.00 ms | 0.94 | 1.50 |",
+                    "| 2 | 100,000 (4.00) | 70,000 (3.00) | 90,000 (2.00) | 85,000 (3.00) "
+                    "| 0.94 | 1.21 | 0.85 |",
+                    "| scenario 1 ahead of lean axum | FAIL |"):
+            self.assertIn(row, md)
+
+    def test_json_is_plain_data(self):
+        data = json.loads(json.dumps(to_json(report(85_000.0, 90_000.0))))
+        self.assertEqual(data["floor"]["wrk"]["rps"], 100_000.0)
+        self.assertEqual(data["versus"]["lean_axum"]["rps_ratio"], 0.94)
+        self.assertNotIn("scenario1_note", data)  # None fields are left out
+
+
+class RegistryTest(unittest.TestCase):
+    def test_scenarios_run_in_registration_order_and_only_filters(self):
+        self.assertEqual(list(scenarios.REGISTRY)[:4],
+                         ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
+        ran = []
+        fake = {n: (lambda run, n=n: ran.append(n)) for n in scenarios.REGISTRY}
+        with mock.patch.dict(scenarios.REGISTRY, fake):
+            scenarios.run_registered(None, ["s4_mix", "s2_products"])
+            self.assertEqual(ran, ["s2_products", "s4_mix"])
+            with self.assertRaises(SystemExit) as e:
+                scenarios.run_registered(None, ["s9_nothing"])
+            self.assertIn("s9_nothing", str(e.exception))
+
+    def test_a_name_registers_once(self):
+        with self.assertRaises(ValueError):
+            scenarios.scenario("s2_products")(lambda run: None)
+
+
+class ToolsTest(unittest.TestCase):
+    def test_a_missing_tool_is_named_with_the_install_step(self):
+        with tempfile.TemporaryDirectory() as empty, \
+                mock.patch.dict(os.environ, {"PATH": empty, "HOME": empty}), \
+                mock.patch.object(tools, "find_tool",
+                                  side_effect=lambda n: "/bin/psql" if n == "psql" else None):
+            with self.assertRaises(SystemExit) as e:
+                tools.require_tools(["wrk", "oha"])
+        msg = str(e.exception)
+        self.assertIn("wrk for the closed-loop scenarios", msg)
+        self.assertIn("oha for the open-loop overload scenario", msg)
+        self.assertIn("load/run install-tools", msg)
+
+    def test_settings_keep_the_defaults(self):
+        st = config.settings(config.parser().parse_args(["--quick"]))
+        self.assertEqual((st.duration, st.rounds, st.warmup, st.users), (3, 1, 1, 200))
+        st = config.settings(config.parser().parse_args([]))
+        self.assertEqual((st.duration, st.rounds, st.warmup, st.users, st.mix),
+                         (20, 3, 5, 1000, [70, 20, 10]))
+        self.assertEqual(config.parser().parse_args(["install-tools"]).command,
+                         "install-tools")
+
+
+if __name__ == "__main__":
+    unittest.main()
