@@ -20,7 +20,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use uuid::Uuid;
 
 use bulkhead::config::{Config, Secret};
-use bulkhead::domain::user::{now, NewUser, Role};
+use bulkhead::domain::user::{now, Email, NewUser, Role, UserName};
 use bulkhead::http::{self, AppState, Lifecycle};
 use bulkhead::service::{CachedUser, Services};
 use bulkhead::store::memory::MemoryStore;
@@ -50,8 +50,8 @@ async fn fixture() -> Fixture {
     let svc = Services::start(config.clone(), store.clone()).expect("services start");
     let user = store
         .create_user(NewUser {
-            email: "bench@example.com".into(),
-            name: "Bench User".into(),
+            email: Email::parse("bench@example.com").expect("an email"),
+            name: UserName::parse("Bench User").expect("a name"),
             password_hash: "x".into(),
             role: Role::User,
         })

@@ -38,7 +38,7 @@ impl Application {
     pub async fn build_from(config: Config, path: Option<PathBuf>) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let metrics = crate::metrics::install(&config.metrics);
-        let store = store::open(&config, config.database.migrate_on_start).await?;
+        let store = store::open::open(&config, config.database.migrate_on_start).await?;
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let reloader = Arc::new(Reloader::new(path, config.clone(), &svc));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bulkhead_actors::ratelimit::{raw_decide, Policy};
 use bulkhead_actors::{
     Algorithm, CacheConfig, Circuit, CircuitConfig, Outcome, PolicyConfig, RateLimiter,
-    RateLimiterConfig, UserCache,
+    RateLimiterConfig, ShardedCache,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::{Quota, RateLimiter as Governor};
@@ -98,12 +98,12 @@ fn ratelimit(c: &mut Criterion) {
 
 fn cache(c: &mut Criterion) {
     let sys = actix_rt::System::new();
-    let cache: UserCache<[u8; 16], Arc<Vec<u8>>> = sys.block_on(async {
+    let cache: ShardedCache<[u8; 16], Arc<Vec<u8>>> = sys.block_on(async {
         let cfg = CacheConfig {
             capacity: 100_000,
             ..Default::default()
         };
-        let cache = UserCache::start("user_cache", &cfg).unwrap();
+        let cache = ShardedCache::start("user_cache", &cfg).unwrap();
         for i in 0..1_000u32 {
             let mut k = [0u8; 16];
             k[..4].copy_from_slice(&i.to_le_bytes());

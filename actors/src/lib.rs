@@ -8,7 +8,7 @@
 //! * [`Circuit`] — Resilience4j-style breaker per dependency;
 //! * [`Bulkhead`] / [`BlockingPool`] — admission (concurrency + bounded, deadlined queue)
 //!   per workload class, the latter on dedicated threads for password hashing;
-//! * [`UserCache`] — sharded read-through cache with single-flight loads.
+//! * [`ShardedCache`] — sharded read-through cache with single-flight loads.
 //!
 //! Each takes new settings live (`reconfigure`: a configuration reload), between two
 //! messages or under the lock it already takes per call; nothing on the hot path locks
@@ -27,7 +27,7 @@ pub mod ratelimit;
 pub mod supervise;
 
 pub use bulkhead::{guarded, guarded_as, BlockingPool, Bulkhead, Slot};
-pub use cache::UserCache;
+pub use cache::ShardedCache;
 pub use circuit::{Circuit, CircuitPermit, CircuitState, Classify, Outcome};
 pub use config::{
     Algorithm, BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    BulkheadConfig, CacheConfig, CircuitConfig, DatabaseUrl, PolicyConfig, RateLimiterConfig,
-    Secret,
+use bulkhead_actors::config::{
+    BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
+
+use super::secret::{DatabaseUrl, Secret};
 
 /// The whole configuration of one Bulkhead process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

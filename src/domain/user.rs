@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::rule::Violation;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -110,21 +112,22 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
-/// What creating a user needs; the email is already normalised.
+/// What creating a user needs: parsed values (the email normalised) and the password
+/// already hashed.
 #[derive(Debug, Clone)]
 pub struct NewUser {
-    pub email: String,
-    pub name: String,
+    pub email: Email,
+    pub name: UserName,
     pub password_hash: String,
     pub role: Role,
 }
 
-/// The changes of a user update (`PATCH`): `None` leaves the field as it is. The email is
-/// already normalised and the password already hashed.
+/// The changes of a user update (`PATCH`): `None` leaves the field as it is. Parsed
+/// values; the password already hashed.
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {
-    pub name: Option<String>,
-    pub email: Option<String>,
+    pub name: Option<UserName>,
+    pub email: Option<Email>,
     pub password_hash: Option<String>,
 }
 
@@ -141,24 +144,21 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// A rule an input value broke: `(code, message)`, for the `errors` member.
-pub type Rule = (&'static str, &'static str);
-
 /// A normalised email: trimmed, lower-cased, at most 254 characters, `local@domain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, Rule> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         let email = raw.trim().to_lowercase();
         if email.is_empty() {
-            return Err(("required", "must not be empty"));
+            return Err(Violation::new("required", "must not be empty"));
         }
         if email.chars().count() > 254 {
-            return Err(("too_long", "must be at most 254 characters"));
+            return Err(Violation::new("too_long", "must be at most 254 characters"));
         }
         let Some((local, domain)) = email.rsplit_once('@') else {
-            return Err(("format", "must be an email address"));
+            return Err(Violation::new("format", "must be an email address"));
         };
         let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '@';
         let domain_ok = !domain.is_empty()
@@ -172,7 +172,7 @@ impl Email {
                     && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
         if local.is_empty() || local.len() > 64 || local.chars().any(bad_char) || !domain_ok {
-            return Err(("format", "must be an email address"));
+            return Err(Violation::new("format", "must be an email address"));
         }
         Ok(Email(email))
     }
@@ -191,19 +191,26 @@ impl Email {
 pub struct UserName(String);
 
 impl UserName {
-    pub fn parse(raw: &str) -> Result<Self, Rule> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         let name = raw.trim();
         let len = name.chars().count();
         if len == 0 {
-            return Err(("required", "must not be empty"));
+            return Err(Violation::new("required", "must not be empty"));
         }
         if len > 100 {
-            return Err(("too_long", "must be at most 100 characters"));
+            return Err(Violation::new("too_long", "must be at most 100 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(("format", "must not contain control characters"));
+            return Err(Violation::new(
+                "format",
+                "must not contain control characters",
+            ));
         }
         Ok(UserName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     pub fn into_inner(self) -> String {
@@ -222,13 +229,13 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    pub fn parse(raw: &str) -> Result<Self, Rule> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         let len = raw.chars().count();
         if len < 8 {
-            return Err(("too_short", "must be at least 8 characters"));
+            return Err(Violation::new("too_short", "must be at least 8 characters"));
         }
         if len > 128 {
-            return Err(("too_long", "must be at most 128 characters"));
+            return Err(Violation::new("too_long", "must be at most 128 characters"));
         }
         Ok(Password(raw.to_string()))
     }
@@ -262,7 +269,7 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
         let long = format!("{}@example.com", "a".repeat(250));
-        assert_eq!(Email::parse(&long).unwrap_err().0, "too_long");
+        assert_eq!(Email::parse(&long).unwrap_err().code, "too_long");
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::time::Duration;
 use ::http::StatusCode;
 use serde::Serialize;
 
+use crate::domain::user::UserStatus;
+
 macro_rules! error_codes {
     ($($variant:ident => ($code:literal, $status:expr, $title:literal),)*) => {
         /// The stable, snake_case `code` of every problem the API answers.
@@ -191,6 +193,14 @@ impl ApiError {
 
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unauthenticated, detail)
+    }
+
+    /// 403 `account_inactive`: the account exists but is not active.
+    pub fn account_inactive(status: UserStatus) -> Self {
+        Self::new(
+            ErrorCode::AccountInactive,
+            format!("the account is {}", status.as_str()),
+        )
     }
 
     pub fn forbidden() -> Self {

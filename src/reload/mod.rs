@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use bulkhead_actors::{BlockingPool, Bulkhead, Circuit, RateLimiter, UserCache};
+use bulkhead_actors::{BlockingPool, Bulkhead, Circuit, RateLimiter, ShardedCache};
 use metrics::{Counter, Gauge};
 use uuid::Uuid;
 
@@ -66,8 +66,8 @@ struct Targets {
     db_write: Bulkhead,
     hashing: BlockingPool,
     pg_circuit: Option<Circuit>,
-    users: UserCache<Uuid, Arc<CachedUser>>,
-    tokens: UserCache<String, Arc<VerifiedToken>>,
+    users: ShardedCache<Uuid, Arc<CachedUser>>,
+    tokens: ShardedCache<String, Arc<VerifiedToken>>,
     resize_pools: Box<dyn Fn(usize, usize) + Send + Sync>,
 }
 

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use chrono::Duration as ChronoDuration;
 use uuid::Uuid;
 
-use super::Services;
+use super::cached::VerifiedToken;
+use super::services::Services;
 use crate::auth::jwt::{unix_now, TokenError};
 use crate::auth::refresh;
 use crate::domain::token::{NewRefreshToken, TokenPair};
@@ -26,27 +27,10 @@ use crate::domain::user::{now, Email, Role, User, UserStatus};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Rotation;
 
-/// What a verified access token says.
-#[derive(Debug)]
-pub struct VerifiedToken {
-    pub sub: Uuid,
-    /// The `role` claim: an upper bound on the caller's role.
-    pub role: Role,
-    pub exp: u64,
-}
-
 fn invalid_credentials() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidCredentials,
         "the email or password is wrong",
-    )
-}
-
-/// 403 `account_inactive`.
-pub fn account_inactive(status: UserStatus) -> ApiError {
-    ApiError::new(
-        ErrorCode::AccountInactive,
-        format!("the account is {}", status.as_str()),
     )
 }
 
@@ -101,7 +85,7 @@ impl Services {
             _ => return Err(invalid_credentials()),
         };
         if user.status != UserStatus::Active {
-            return Err(account_inactive(user.status));
+            return Err(ApiError::account_inactive(user.status));
         }
         self.issue_pair(&user, Uuid::now_v7()).await
     }
@@ -126,7 +110,7 @@ impl Services {
                     "this refresh token was already used; every token of its login is revoked",
                 ));
             }
-            Rotation::Inactive(status) => return Err(account_inactive(status)),
+            Rotation::Inactive(status) => return Err(ApiError::account_inactive(status)),
             Rotation::Invalid => {
                 return Err(ApiError::unauthenticated(
                     "the refresh token is unknown, expired or revoked",
@@ -139,7 +123,7 @@ impl Services {
             .await?
             .ok_or_else(|| ApiError::unauthenticated("the token's user no longer exists"))?;
         if user.status != UserStatus::Active {
-            return Err(account_inactive(user.status));
+            return Err(ApiError::account_inactive(user.status));
         }
         Ok(TokenPair {
             access_token: self.sign_access(user.id, user.role)?,

@@ -11,10 +11,13 @@
 //!   admin account; access tokens issued before the promotion keep only the role they were
 //!   issued with (see `http::auth`).
 
-use crate::domain::user::{Email, NewUser, Password, Role, UserStatus};
+use crate::domain::user::{Email, NewUser, Password, Role, UserName, UserStatus};
 use crate::error::ErrorCode;
 
-use super::Services;
+use super::services::Services;
+
+/// The display name a created bootstrap admin gets.
+const BOOTSTRAP_ADMIN_NAME: &str = "Administrator";
 
 impl Services {
     pub async fn ensure_bootstrap_admin(&self) -> anyhow::Result<()> {
@@ -25,9 +28,9 @@ impl Services {
             return Ok(());
         };
         let email = Email::parse(email)
-            .map_err(|(_, m)| anyhow::anyhow!("auth.bootstrap_admin_email {m}"))?;
+            .map_err(|v| anyhow::anyhow!("auth.bootstrap_admin_email {}", v.message))?;
         let password = Password::parse(password.expose())
-            .map_err(|(_, m)| anyhow::anyhow!("auth.bootstrap_admin_password {m}"))?;
+            .map_err(|v| anyhow::anyhow!("auth.bootstrap_admin_password {}", v.message))?;
         let existing = self
             .db
             .read(|s| s.find_user_by_email(email.as_str()))
@@ -58,9 +61,11 @@ impl Services {
                     .hash_password(password.into_inner())
                     .await
                     .map_err(|e| anyhow::anyhow!("hashing the bootstrap admin password: {e}"))?;
+                let name = UserName::parse(BOOTSTRAP_ADMIN_NAME)
+                    .map_err(|v| anyhow::anyhow!("the bootstrap admin's name {}", v.message))?;
                 let new = NewUser {
-                    email: email.into_inner(),
-                    name: "Administrator".into(),
+                    email,
+                    name,
                     password_hash: hash,
                     role: Role::Admin,
                 };

@@ -12,188 +12,21 @@
 //! Errors come back as [`ApiError`] with the contract's codes (`crate::error` maps store
 //! and actor errors): a full bulkhead is 503 `overloaded`, an open circuit or a failing
 //! database 503 `dependency_unavailable`, both with `Retry-After`.
+//!
+//! `services.rs` defines [`Services`] and starts it; `guard.rs` the guarded store;
+//! `cached.rs` what the two caches hold (the cached user, verified access tokens).
 
 mod auth;
 mod bootstrap;
+mod cached;
 pub mod caller;
 mod guard;
 mod orders;
 mod products;
+mod services;
 mod users;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bulkhead_actors::{BlockingPool, Bulkhead, Circuit, CircuitState, RateLimiter, UserCache};
-use uuid::Uuid;
-
-use crate::auth::jwt::JwtKeys;
-use crate::auth::password::Passwords;
-use crate::config::Config;
-use crate::error::ApiError;
-use crate::store::{Backend, Store};
-pub use auth::{account_inactive, VerifiedToken};
-use guard::Guarded;
+pub use cached::{CachedUser, VerifiedToken};
 pub use orders::Placed;
-pub use users::{CachedUser, UserEdit};
-
-/// How long an admitted hashing job may run before its caller stops waiting. argon2id at
-/// the default cost takes tens of milliseconds; this only catches a wedged pool.
-const BLOCKING_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The rate-limit policies the HTTP layer applies, resolved once.
-#[derive(Clone, Copy)]
-pub struct Policies {
-    pub user: bulkhead_actors::PolicyId,
-    pub ip: bulkhead_actors::PolicyId,
-    pub login: bulkhead_actors::PolicyId,
-}
-
-pub struct Services {
-    pub config: Arc<Config>,
-    /// The store behind its bulkheads and circuit; private, so nothing outside this
-    /// module reaches the store but through a guarded call.
-    db: Guarded,
-    pub hashing: BlockingPool,
-    pub users: UserCache<Uuid, Arc<CachedUser>>,
-    /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
-    pub verified_tokens: UserCache<String, Arc<VerifiedToken>>,
-    /// Always `Some`: started even when disabled, since `rate_limits.enabled` can change
-    /// live; callers check `RateLimiter::enabled`.
-    pub limiter: Option<(RateLimiter, Policies)>,
-    pub jwt: JwtKeys,
-    pub passwords: Passwords,
-}
-
-impl Services {
-    /// Start the actors. Must run inside the actors' runtime (a running `System`), after
-    /// the metrics recorder is installed.
-    pub fn start(config: Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<Self> {
-        let err = |e: String| anyhow::anyhow!(e);
-        let b = &config.bulkheads;
-        let db_read = Bulkhead::new("db_read", &b.db_read).map_err(err)?;
-        let db_write = Bulkhead::new("db_write", &b.db_write).map_err(err)?;
-        let hashing = BlockingPool::start("hashing", &b.hashing).map_err(err)?;
-        let pg_circuit = match store.backend() {
-            Backend::Postgres => {
-                Some(Circuit::start("postgres", config.circuits.postgres.clone()).map_err(err)?)
-            }
-            Backend::Memory => None,
-        };
-        let users = UserCache::start("users", &config.cache.users).map_err(err)?;
-        let verified_tokens = UserCache::start("tokens", &config.cache.tokens).map_err(err)?;
-        let r = &config.rate_limits;
-        // Started even when disabled: `rate_limits.enabled` can change live.
-        let limiter = {
-            let limiter = RateLimiter::start_enabled(
-                &r.limiter,
-                r.enabled,
-                vec![
-                    ("user".into(), r.user.clone()),
-                    ("ip".into(), r.ip.clone()),
-                    ("login".into(), r.login.clone()),
-                ],
-            )
-            .map_err(err)?;
-            let id = |name: &str| {
-                limiter
-                    .policy(name)
-                    .ok_or_else(|| anyhow::anyhow!("rate limit policy {name} missing"))
-            };
-            let policies = Policies {
-                user: id("user")?,
-                ip: id("ip")?,
-                login: id("login")?,
-            };
-            Some((limiter, policies))
-        };
-        let secret = match &config.auth.jwt_secret {
-            Some(s) => s.expose().as_bytes().to_vec(),
-            None => {
-                tracing::warn!(
-                    "auth.jwt_secret is not set: using a random secret; tokens die with this \
-                     process and are not accepted by other instances"
-                );
-                let (token, _) = crate::auth::refresh::generate();
-                token.into_bytes()
-            }
-        };
-        let jwt = JwtKeys::new(&config.auth, &secret);
-        let passwords = Passwords::new(&config.auth)?;
-        Ok(Self {
-            config,
-            db: Guarded::new(store, db_read, db_write, pg_circuit),
-            hashing,
-            users,
-            verified_tokens,
-            limiter,
-            jwt,
-            passwords,
-        })
-    }
-
-    /// CPU-heavy work (password hashing) on the hashing pool's threads. The pool bounds
-    /// the queue and its wait; this bounds the run, so the caller never waits unbounded.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        match tokio::time::timeout(BLOCKING_DEADLINE, self.hashing.run_blocking(f)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => {
-                tracing::error!(?BLOCKING_DEADLINE, "a hashing job overran its deadline");
-                Err(ApiError::overloaded(Duration::from_secs(1)))
-            }
-        }
-    }
-
-    /// Hash a password on the hashing pool.
-    pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let passwords = self.passwords.clone();
-        self.blocking(move || passwords.hash(&password))
-            .await?
-            .map_err(|e| {
-                tracing::error!(error = %e, "password hashing failed");
-                ApiError::internal()
-            })
-    }
-
-    /// Check a password on the hashing pool; `None` hash costs the same and is false.
-    pub async fn verify_password(
-        &self,
-        password: String,
-        hash: Option<String>,
-    ) -> Result<bool, ApiError> {
-        let passwords = self.passwords.clone();
-        self.blocking(move || passwords.verify(&password, hash.as_deref()))
-            .await
-    }
-
-    /// For `/ready`: whether the store answers within `deadline`, and the Postgres
-    /// circuit's state afterwards (`None` on the memory store). See [`Guarded::probe`].
-    pub async fn probe_store(&self, deadline: Duration) -> (bool, Option<CircuitState>) {
-        self.db.probe(deadline).await
-    }
-
-    /// Which store backend answers.
-    pub fn backend(&self) -> Backend {
-        self.db.backend()
-    }
-
-    /// The database bulkheads and the Postgres circuit, for a configuration reload.
-    pub fn db_admission(&self) -> (Bulkhead, Bulkhead, Option<Circuit>) {
-        self.db.admission()
-    }
-
-    /// What a configuration reload resizes the store's pools with (read, write), so the
-    /// reloader needs no access to the store itself.
-    pub fn pool_resizer(&self) -> Box<dyn Fn(usize, usize) + Send + Sync> {
-        let db = self.db.clone();
-        Box::new(move |read, write| db.resize_pools(read, write))
-    }
-
-    /// The store's connection pools and their status, for `/metrics` (no I/O).
-    pub fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
-        self.db.pool_status()
-    }
-}
+pub use services::{Policies, Services};
+pub use users::UserEdit;

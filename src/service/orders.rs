@@ -10,7 +10,7 @@
 use uuid::Uuid;
 
 use super::guard::Guarded;
-use super::Services;
+use super::services::Services;
 use crate::domain::order::{
     Claim, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderLines, OrderQuery,
 };

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::Services;
+use super::services::Services;
 use crate::domain::precondition::IfMatch;
 use crate::domain::product::{NewProduct, Product, ProductChanges, ProductQuery};
 use crate::error::ApiError;

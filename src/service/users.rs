@@ -4,14 +4,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use uuid::Uuid;
 
-use super::Services;
-use crate::domain::precondition::ETag;
+use super::cached::CachedUser;
+use super::services::Services;
 use crate::domain::precondition::IfMatch;
 use crate::domain::user::{
-    Email, NewUser, Password, Role, User, UserChanges, UserName, UserStatus, UserView,
+    Email, NewUser, Password, Role, User, UserChanges, UserName, UserStatus,
 };
 use crate::error::ApiError;
 use crate::store::{Store, StoreError, UserListQuery};
@@ -22,34 +21,6 @@ pub struct UserEdit {
     pub name: Option<UserName>,
     pub email: Option<Email>,
     pub password: Option<Password>,
-}
-
-/// A user as the hot path needs it: status and role for the auth check, and the
-/// serialized body with its strong ETag for `GET /users/me` and `/users/{id}`.
-#[derive(Debug)]
-pub struct CachedUser {
-    pub id: Uuid,
-    pub role: Role,
-    pub status: UserStatus,
-    pub version: i64,
-    /// The strong ETag and the serialized body, ready to put in a response: cloning
-    /// either copies no bytes.
-    pub etag: ETag,
-    pub body: Bytes,
-}
-
-impl CachedUser {
-    pub fn from_user(user: &User) -> Self {
-        let body = serde_json::to_vec(&UserView::from(user)).unwrap_or_default();
-        Self {
-            id: user.id,
-            role: user.role,
-            status: user.status,
-            version: user.version,
-            etag: ETag::for_version(user.version),
-            body: Bytes::from(body),
-        }
-    }
 }
 
 impl Services {
@@ -96,8 +67,8 @@ impl Services {
     ) -> Result<User, ApiError> {
         let password_hash = self.hash_password(password.into_inner()).await?;
         let new = NewUser {
-            email: email.into_inner(),
-            name: name.into_inner(),
+            email,
+            name,
             password_hash,
             role: Role::User,
         };
@@ -118,8 +89,8 @@ impl Services {
             None => None,
         };
         let changes = UserChanges {
-            name: edit.name.map(UserName::into_inner),
-            email: edit.email.map(Email::into_inner),
+            name: edit.name,
+            email: edit.email,
             password_hash,
         };
         self.write_user(id, |s| s.update_user(id, changes, if_match))

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::domain::order::{
     Claim, ClaimToken, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderQuery,
 };

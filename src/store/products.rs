@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::domain::precondition::IfMatch;
 use crate::domain::product::{NewProduct, Product, ProductChanges, ProductQuery};
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::domain::precondition::IfMatch;
 use crate::domain::user::{NewUser, Role, User, UserChanges, UserStatus};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bulkhead::config::{DatabaseUrl, Secret};
 use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::token::NewRefreshToken;
-use bulkhead::domain::user::{now, NewUser, Role, UserChanges, UserStatus};
+use bulkhead::domain::user::{now, Email, NewUser, Role, UserChanges, UserName, UserStatus};
 use bulkhead::service::Services;
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Rotation, Store};
@@ -22,8 +22,8 @@ async fn promotion_resets_the_account(store: Arc<dyn Store>) {
     let hash = svc.hash_password("squatter-pass".into()).await.unwrap();
     let squatter = store
         .create_user(NewUser {
-            email: ADMIN_EMAIL.into(),
-            name: "Squatter".into(),
+            email: Email::parse(ADMIN_EMAIL).unwrap(),
+            name: UserName::parse("Squatter").unwrap(),
             password_hash: hash,
             role: Role::User,
         })

@@ -7,7 +7,7 @@ use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductChanges, ProductName, Sku, Stock,
 };
-use bulkhead::domain::user::{NewUser, Role};
+use bulkhead::domain::user::{Email, NewUser, Role, UserName};
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;
@@ -47,8 +47,8 @@ fn new_product(sku: &str, stock: i64) -> NewProduct {
 async fn user(store: &Arc<dyn Store>) -> Uuid {
     let email = format!("{}@example.com", Uuid::new_v4().simple());
     let new = NewUser {
-        email,
-        name: "Buyer".into(),
+        email: Email::parse(&email).unwrap(),
+        name: UserName::parse("Buyer").unwrap(),
         password_hash: "$argon2id$fake".into(),
         role: Role::User,
     };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bulkhead::config::{DatabaseConfig, DatabaseUrl};
-use bulkhead::domain::user::{NewUser, Role, UserStatus};
+use bulkhead::domain::user::{Email, NewUser, Role, UserName, UserStatus};
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::postgres::PgStore;
 use bulkhead::store::{Conflict, Store, StoreError};
@@ -48,8 +48,8 @@ pub async fn pg_store() -> (Arc<dyn Store>, TestDatabase) {
 
 fn new_user(email: &str) -> NewUser {
     NewUser {
-        email: email.into(),
-        name: "Ada".into(),
+        email: Email::parse(email).unwrap(),
+        name: UserName::parse("Ada").unwrap(),
         password_hash: "$argon2id$fake".into(),
         role: Role::User,
     }

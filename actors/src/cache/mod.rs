@@ -1,7 +1,8 @@
-//! Sharded read-through cache with single-flight loads (per-user state for the service).
+//! Sharded read-through cache with single-flight loads, for any key and shared value: the
+//! service keeps its users in one and its verified access tokens in another.
 //!
 //! ```text
-//! let users: UserCache<[u8; 16], Arc<CachedUser>> = UserCache::start("user_cache", &cfg.cache)?;
+//! let users: ShardedCache<[u8; 16], Arc<CachedUser>> = ShardedCache::start("user_cache", &cfg.cache)?;
 //! let user = users.get_or_load(id, || async { store.load(id).await }).await?; // Option<V>
 //! users.invalidate(&id);       // after every committed write of that user, before answering
 //! users.insert(id, fresh).await?;
@@ -58,11 +59,11 @@ struct Inner<K: CacheKey, V: CacheValue> {
 }
 
 /// Handle to the cache. Cheap to clone; `Send + Sync`.
-pub struct UserCache<K: CacheKey, V: CacheValue> {
+pub struct ShardedCache<K: CacheKey, V: CacheValue> {
     inner: Arc<Inner<K, V>>,
 }
 
-impl<K: CacheKey, V: CacheValue> Clone for UserCache<K, V> {
+impl<K: CacheKey, V: CacheValue> Clone for ShardedCache<K, V> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -70,7 +71,7 @@ impl<K: CacheKey, V: CacheValue> Clone for UserCache<K, V> {
     }
 }
 
-impl<K: CacheKey, V: CacheValue> UserCache<K, V> {
+impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
     /// Validates `cfg` and starts the supervised shard actors on the current arbiter.
     pub fn start(name: &str, cfg: &CacheConfig) -> Result<Self, String> {
         cfg.validate().map_err(|e| format!("cache.{e}"))?;

@@ -2,15 +2,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_actors::{ActorError, CacheConfig, UserCache};
+use bulkhead_actors::{ActorError, CacheConfig, ShardedCache};
 use tokio::sync::Notify;
 
 use crate::settle;
 
-type Cache = UserCache<[u8; 16], Arc<String>>;
+type Cache = ShardedCache<[u8; 16], Arc<String>>;
 
 fn cache(cfg: CacheConfig) -> Cache {
-    UserCache::start("user_cache", &cfg).unwrap()
+    ShardedCache::start("user_cache", &cfg).unwrap()
 }
 
 fn cfg() -> CacheConfig {

@@ -6,7 +6,8 @@
 
 mod orders;
 mod products;
-mod tokens;
+mod refresh_tokens;
+mod tables;
 mod users;
 
 use std::sync::{Mutex, MutexGuard};
@@ -22,10 +23,10 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 pub(crate) struct State {
-    pub(crate) users: users::Users,
-    pub(crate) products: products::Products,
-    pub(crate) orders: orders::Orders,
-    pub(crate) tokens: tokens::Tokens,
+    pub(crate) users: tables::Users,
+    pub(crate) products: tables::Products,
+    pub(crate) orders: tables::Orders,
+    pub(crate) refresh_tokens: tables::RefreshTokens,
 }
 
 impl MemoryStore {

@@ -1,9 +1,8 @@
-use std::collections::{BTreeSet, HashMap};
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::tables::IdempotencyRecord;
 use super::MemoryStore;
 use crate::domain::order::{
     Claim, ClaimToken, IdempotencyKey, IdempotentCompletion, NewOrder, Order, OrderItem,
@@ -11,22 +10,6 @@ use crate::domain::order::{
 };
 use crate::domain::user::now;
 use crate::store::{Conflict, OrderStore, StoreError};
-
-#[derive(Default)]
-pub(crate) struct Orders {
-    pub(crate) by_id: HashMap<Uuid, Order>,
-    /// `(created_at, id)` of every order, for newest-first listing.
-    pub(crate) by_time: BTreeSet<(DateTime<Utc>, Uuid)>,
-    pub(crate) idempotency: HashMap<(Uuid, String), IdempotencyRecord>,
-}
-
-pub(crate) struct IdempotencyRecord {
-    request_hash: Vec<u8>,
-    /// `None` while the first request is in flight.
-    response: Option<(u16, Vec<u8>)>,
-    /// Claim time; the claim token.
-    created_at: DateTime<Utc>,
-}
 
 fn older_than(t: DateTime<Utc>, age: std::time::Duration, at: DateTime<Utc>) -> bool {
     chrono::Duration::from_std(age).is_ok_and(|age| t + age < at)

@@ -1,5 +1,4 @@
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -9,25 +8,6 @@ use crate::domain::precondition::IfMatch;
 use crate::domain::product::{NewProduct, Product, ProductChanges, ProductQuery};
 use crate::domain::user::now;
 use crate::store::{Conflict, ProductStore, StoreError};
-
-#[derive(Default)]
-pub(crate) struct Products {
-    /// Live products only: a soft delete removes the row here (nothing reads deleted
-    /// products except order history, which keeps its own copy of SKU, name and price).
-    pub(crate) by_id: HashMap<Uuid, Product>,
-    pub(crate) id_by_sku: HashMap<String, Uuid>,
-}
-
-impl Products {
-    /// The live product `id`, if `if_match` admits its version.
-    fn checked(&mut self, id: Uuid, if_match: &IfMatch) -> Result<&mut Product, StoreError> {
-        let product = self.by_id.get_mut(&id).ok_or(StoreError::NotFound)?;
-        if !if_match.admits(product.version) {
-            return Err(StoreError::Conflict(Conflict::VersionMismatch));
-        }
-        Ok(product)
-    }
-}
 
 #[async_trait]
 impl ProductStore for MemoryStore {

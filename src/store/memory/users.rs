@@ -1,5 +1,4 @@
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -8,13 +7,6 @@ use super::{MemoryStore, State};
 use crate::domain::precondition::IfMatch;
 use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
-
-/// Live users only: a deleted user is removed, which frees its email.
-#[derive(Default)]
-pub(crate) struct Users {
-    pub(crate) by_id: HashMap<Uuid, User>,
-    pub(crate) id_by_email: HashMap<String, Uuid>,
-}
 
 /// The live user `id`, if `if_match` admits its version.
 fn checked<'a>(
@@ -38,14 +30,14 @@ fn touch(user: &mut User) {
 impl UserStore for MemoryStore {
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let mut state = self.lock();
-        if state.users.id_by_email.contains_key(&new.email) {
+        if state.users.id_by_email.contains_key(new.email.as_str()) {
             return Err(StoreError::Conflict(Conflict::DuplicateEmail));
         }
         let at = now();
         let user = User {
             id: Uuid::now_v7(),
-            email: new.email,
-            name: new.name,
+            email: new.email.into_inner(),
+            name: new.name.into_inner(),
             password_hash: new.password_hash,
             role: new.role,
             status: UserStatus::Active,
@@ -86,21 +78,26 @@ impl UserStore for MemoryStore {
         }
         // Validate everything before mutating anything (see `MemoryStore::lock`).
         if let Some(email) = &changes.email {
-            if state.users.id_by_email.get(email).is_some_and(|o| *o != id) {
+            if state
+                .users
+                .id_by_email
+                .get(email.as_str())
+                .is_some_and(|o| *o != id)
+            {
                 return Err(StoreError::Conflict(Conflict::DuplicateEmail));
             }
         }
         let revoke = changes.password_hash.is_some();
         let user = checked(state, id, &IfMatch::Absent)?;
         if let Some(name) = changes.name {
-            user.name = name;
+            user.name = name.into_inner();
         }
         if let Some(hash) = changes.password_hash {
             user.password_hash = hash;
         }
         let old_email = changes
             .email
-            .map(|email| std::mem::replace(&mut user.email, email));
+            .map(|email| std::mem::replace(&mut user.email, email.into_inner()));
         touch(user);
         let user = user.clone();
         if let Some(old) = old_email {
@@ -108,7 +105,7 @@ impl UserStore for MemoryStore {
             state.users.id_by_email.insert(user.email.clone(), id);
         }
         if revoke {
-            state.tokens.revoke_user(id, user.updated_at);
+            state.refresh_tokens.revoke_user(id, user.updated_at);
         }
         Ok(user)
     }
@@ -120,7 +117,7 @@ impl UserStore for MemoryStore {
         if let Some(user) = state.users.by_id.remove(&id) {
             state.users.id_by_email.remove(&user.email);
         }
-        state.tokens.revoke_user(id, now());
+        state.refresh_tokens.revoke_user(id, now());
         Ok(())
     }
 
@@ -138,7 +135,7 @@ impl UserStore for MemoryStore {
         touch(user);
         let user = user.clone();
         if to != UserStatus::Active {
-            state.tokens.revoke_user(id, user.updated_at);
+            state.refresh_tokens.revoke_user(id, user.updated_at);
         }
         Ok(user)
     }
@@ -152,7 +149,7 @@ impl UserStore for MemoryStore {
         user.password_hash = password_hash;
         touch(user);
         let user = user.clone();
-        state.tokens.revoke_user(id, user.updated_at);
+        state.refresh_tokens.revoke_user(id, user.updated_at);
         Ok(user)
     }
 

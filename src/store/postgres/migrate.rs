@@ -4,14 +4,8 @@
 //! advisory lock, so instances starting at once serialise here and each migration is
 //! applied exactly once; a failed migration rolls back whole.
 
-use super::{pg_err, PgStore};
+use super::{pg_err, PgStore, MIGRATIONS};
 use crate::store::StoreError;
-
-/// `(version, name, sql)`, in order.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "init", include_str!("../../../sql/0001_init.sql")),
-    (2, "shop", include_str!("../../../sql/0002_shop.sql")),
-];
 
 /// Arbitrary constant naming Bulkhead's migration lock ("bulkhead" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6275_6c6b_6865_6164;

@@ -9,7 +9,7 @@ mod idempotency;
 mod migrate;
 mod orders;
 mod products;
-mod tokens;
+mod refresh_tokens;
 mod users;
 
 use std::time::Duration;
@@ -24,7 +24,11 @@ use tokio_postgres::NoTls;
 use super::{Backend, Conflict, Store, StoreError};
 use crate::config::DatabaseConfig;
 
-pub use migrate::MIGRATIONS;
+/// `(version, name, sql)`, in order.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../../sql/0001_init.sql")),
+    (2, "shop", include_str!("../../../sql/0002_shop.sql")),
+];
 
 pub struct PgStore {
     read: Pool,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{pg_err, PgStore};
 use crate::domain::precondition::IfMatch;
-use crate::domain::user::{now, NewUser, Role, User, UserChanges, UserStatus};
+use crate::domain::user::{now, Email, NewUser, Role, User, UserChanges, UserName, UserStatus};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
 pub(crate) const USER_COLUMNS: &str =
@@ -83,8 +83,8 @@ impl UserStore for PgStore {
                 &stmt,
                 &[
                     &Uuid::now_v7(),
-                    &new.email,
-                    &new.name,
+                    &new.email.as_str(),
+                    &new.name.as_str(),
                     &new.password_hash,
                     &new.role.as_str(),
                     &at,
@@ -162,8 +162,8 @@ impl UserStore for PgStore {
                 &stmt,
                 &[
                     &id,
-                    &changes.name,
-                    &changes.email,
+                    &changes.name.as_ref().map(UserName::as_str),
+                    &changes.email.as_ref().map(Email::as_str),
                     &changes.password_hash,
                     &at,
                     &if_match.versions(),

@@ -8,13 +8,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::Caller;
-use super::extract::JsonBody;
-use super::pagination::{parse_limit, Cursor, Page};
-use super::users::{user_response, Violations};
-use super::AppState;
+use super::common::user_response;
+use crate::domain::rule::Violation;
 use crate::domain::user::{Role, User, UserStatus, UserView};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
+use crate::http::support::caller::Caller;
+use crate::http::support::extract::JsonBody;
+use crate::http::support::pagination::{parse_limit, Cursor, Page};
+use crate::http::support::rules::Rules;
 use crate::service::CachedUser;
 use crate::store::{UserKey, UserListQuery, UserSort};
 
@@ -109,7 +111,7 @@ struct SparseUser {
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
         ("cursor" = Option<String>, Query, description = "From the previous page's next_cursor"),
     ),
-    responses((status = 200, description = "A page of users", body = super::pagination::Page<SparseUser>))
+    responses((status = 200, description = "A page of users", body = crate::http::support::pagination::Page<SparseUser>))
 )]
 pub async fn list(
     req: HttpRequest,
@@ -118,7 +120,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let params = web::Query::<ListParams>::from_query(req.query_string())
-        .map_err(|e| ApiError::new(super::ErrorCode::InvalidParameter, e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?
         .into_inner();
     let status = match params.status.as_deref() {
         None => None,
@@ -230,13 +232,13 @@ pub async fn set_status(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let id = id.into_inner();
-    let mut v = Violations::default();
-    let to = v.check(
+    let mut rules = Rules::default();
+    let to = rules.check(
         "status",
         UserStatus::parse(&body.status)
-            .ok_or(("one_of", "must be active, deactivated or suspended")),
+            .ok_or_else(|| Violation::new("one_of", "must be active, deactivated or suspended")),
     );
-    v.finish()?;
+    rules.finish()?;
     let Some(to) = to else {
         return Err(ApiError::internal());
     };

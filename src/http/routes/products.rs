@@ -12,17 +12,20 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use super::etag;
-use super::extract::JsonBody;
-use super::pagination::{parse_limit, Cursor};
-use super::shop::{only_known, page, resource_response, Admin, Rules};
-use super::{resource, AppState};
+use super::resource::resource;
 use crate::domain::product::{
     Currency, Description, NewProduct, PriceCents, Product, ProductChanges, ProductName,
     ProductQuery, ProductSort, ProductSortKey, Sku, SortValue, Stock,
 };
 use crate::domain::rule::Violation;
 use crate::error::ApiError;
+use crate::http::state::AppState;
+use crate::http::support::caller::Admin;
+use crate::http::support::etag::{self, resource_response};
+use crate::http::support::extract::JsonBody;
+use crate::http::support::pagination::{page, parse_limit, Cursor};
+use crate::http::support::query::only_known;
+use crate::http::support::rules::Rules;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -368,7 +371,7 @@ fn list_query(params: &HashMap<String, String>) -> Result<ProductQuery, ApiError
         ("max_price_cents" = Option<i64>, Query, minimum = 0),
         ("q" = Option<String>, Query, max_length = 200, description = "Substring of the name"),
     ),
-    responses((status = 200, description = "A page of products", body = super::pagination::Page<crate::domain::product::Product>))
+    responses((status = 200, description = "A page of products", body = crate::http::support::pagination::Page<crate::domain::product::Product>))
 )]
 async fn list(
     state: web::Data<AppState>,

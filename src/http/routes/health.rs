@@ -9,7 +9,8 @@ use bulkhead_actors::CircuitState;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{resource, AppState};
+use super::resource::resource;
+use crate::http::state::AppState;
 
 /// How long `/ready` waits for the store before calling it unavailable.
 const STORE_CHECK_DEADLINE: Duration = Duration::from_secs(2);

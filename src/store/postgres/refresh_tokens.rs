@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{pg_err, PgStore};
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::{now, UserStatus};
-use crate::store::{Rotation, StoreError, TokenStore};
+use crate::store::{RefreshTokenStore, Rotation, StoreError};
 
 /// The advisory lock key of a family: its 128 bits folded to 64.
 fn family_lock_key(family: Uuid) -> i64 {
@@ -72,7 +72,7 @@ async fn revoke_family(
 }
 
 #[async_trait]
-impl TokenStore for PgStore {
+impl RefreshTokenStore for PgStore {
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError> {
         let conn = self.write_conn().await?;
         let stmt = conn

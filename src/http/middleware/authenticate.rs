@@ -1,82 +1,22 @@
-//! Authentication: a middleware that turns `Authorization: Bearer <jwt>` into a
-//! [`Caller`], and the extractors handlers use.
+//! Authentication: turns `Authorization: Bearer <jwt>` into the request's [`Caller`]
+//! (handlers take it with the extractors of `support::caller`).
 //!
 //! The token alone is not trusted for the account's state: the user's current status and
 //! role come from the per-user cache (invalidated on every write of that user), so a
 //! deleted user's token stops working at once (401) and an inactive one is refused (403
 //! `account_inactive`). Only `/api/` paths are authenticated; operations endpoints are not.
 
-use std::future::{ready, Ready};
-use std::sync::Arc;
-
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
-use uuid::Uuid;
+use actix_web::{web, Error, HttpMessage};
 
-use super::AppState;
 use crate::auth::jwt::TokenError;
 use crate::domain::user::{Role, UserStatus};
-use crate::error::{ApiError, ErrorCode};
-use crate::service::CachedUser;
-
-/// The authenticated, active caller of a request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub id: Uuid,
-    pub role: Role,
-    /// The cached user, ready to serve (`GET /users/me`).
-    pub user: Arc<CachedUser>,
-}
-
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
-    /// 403 `forbidden` unless the caller is an admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-
-    /// Whether the caller may see or act on resources of `owner` (self or admin).
-    pub fn may_act_for(&self, owner: Uuid) -> bool {
-        self.is_admin() || self.id == owner
-    }
-}
-
-/// Extractor: the caller, or 401 `unauthenticated`.
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Caller>()
-                .cloned()
-                .ok_or_else(|| ApiError::unauthenticated("authentication required")),
-        )
-    }
-}
-
-/// Extractor for routes open to anonymous callers.
-pub struct MaybeCaller(pub Option<Caller>);
-
-impl FromRequest for MaybeCaller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(MaybeCaller(req.extensions().get::<Caller>().cloned())))
-    }
-}
+use crate::error::ApiError;
+use crate::http::state::AppState;
+use crate::http::support::caller::Caller;
 
 pub async fn middleware<B: MessageBody>(
     req: ServiceRequest,
@@ -128,10 +68,7 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the token's user no longer exists"))?;
     if user.status != UserStatus::Active {
-        return Err(ApiError::new(
-            ErrorCode::AccountInactive,
-            format!("the account is {}", user.status.as_str()),
-        ));
+        return Err(ApiError::account_inactive(user.status));
     }
     // The token's role is an upper bound: a demoted admin loses admin rights at once (the
     // cache says so), while a user promoted to admin (say, a pre-registered account taken

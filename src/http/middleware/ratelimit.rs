@@ -19,10 +19,10 @@ use actix_web::{web, Error, HttpMessage};
 use bulkhead_actors::Decision;
 use bytes::Bytes;
 
-use super::auth::Caller;
 use super::request::RequestContext;
-use super::AppState;
 use crate::error::{retry_after_secs, ApiError, ErrorCode};
+use crate::http::state::AppState;
+use crate::http::support::caller::Caller;
 use crate::service::caller::as_caller;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -7,13 +7,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use super::auth::Caller;
-use super::etag;
-use super::extract::JsonBody;
-use super::users::{user_response, Violations};
-use super::AppState;
-use crate::domain::user::{Email, Password, Rule, UserName};
+use super::common::user_response;
+use crate::domain::rule::Violation;
+use crate::domain::user::{Email, Password, UserName};
 use crate::error::ApiError;
+use crate::http::state::AppState;
+use crate::http::support::caller::Caller;
+use crate::http::support::etag;
+use crate::http::support::extract::JsonBody;
+use crate::http::support::rules::Rules;
 use crate::service::{CachedUser, UserEdit};
 
 /// A member of a JSON merge patch (RFC 7396): absent (leave it), `null` (remove it),
@@ -53,15 +55,15 @@ pub struct UserPatch {
 
 /// Parse one member: `null` would remove a required field, which is a 422.
 fn member<T>(
-    v: &mut Violations,
+    rules: &mut Rules,
     field: &str,
     m: Member<String>,
-    parse: impl FnOnce(&str) -> Result<T, Rule>,
+    parse: impl FnOnce(&str) -> Result<T, Violation>,
 ) -> Option<T> {
     match m {
         Member::Absent => None,
-        Member::Null => v.check(field, Err(("required", "cannot be removed"))),
-        Member::Value(s) => v.check(field, parse(&s)),
+        Member::Null => rules.check(field, Err(Violation::new("required", "cannot be removed"))),
+        Member::Value(s) => rules.check(field, parse(&s)),
     }
 }
 
@@ -87,11 +89,11 @@ pub async fn patch(
     if !caller.may_act_for(id) {
         return Err(ApiError::not_found());
     }
-    let mut v = Violations::default();
-    let name = member(&mut v, "name", body.name, UserName::parse);
-    let email = member(&mut v, "email", body.email, Email::parse);
-    let password = member(&mut v, "password", body.password, Password::parse);
-    v.finish()?;
+    let mut rules = Rules::default();
+    let name = member(&mut rules, "name", body.name, UserName::parse);
+    let email = member(&mut rules, "email", body.email, Email::parse);
+    let password = member(&mut rules, "password", body.password, Password::parse);
+    rules.finish()?;
     let edit = UserEdit {
         name,
         email,
@@ -146,9 +148,9 @@ mod tests {
 
     #[test]
     fn null_members_are_violations() {
-        let mut v = Violations::default();
-        assert!(member(&mut v, "name", Member::Null, UserName::parse).is_none());
-        let e = v.finish().unwrap_err();
+        let mut rules = Rules::default();
+        assert!(member(&mut rules, "name", Member::Null, UserName::parse).is_none());
+        let e = rules.finish().unwrap_err();
         assert_eq!(
             e.errors,
             vec![FieldError::new("name", "required", "cannot be removed")]

@@ -13,8 +13,8 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
 use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::http::state::AppState;
 
 /// A JSON object body deserialized into `T` (which should `deny_unknown_fields`).
 pub struct JsonBody<T>(pub T);

@@ -14,15 +14,17 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::Caller;
-use super::etag;
-use super::extract::JsonBody;
-use super::pagination::{parse_limit, Cursor};
-use super::shop::{only_known, page, resource_response, Rules};
-use super::{resource, AppState};
+use super::resource::resource;
 use crate::domain::order::{IdempotencyKey, Order, OrderLines, OrderQuery, OrderStatus};
 use crate::domain::rule::Violation;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
+use crate::http::support::caller::Caller;
+use crate::http::support::etag::{self, resource_response};
+use crate::http::support::extract::JsonBody;
+use crate::http::support::pagination::{page, parse_limit, Cursor};
+use crate::http::support::query::only_known;
+use crate::http::support::rules::Rules;
 use crate::service::Placed;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -260,7 +262,7 @@ fn list_query(caller: &Caller, params: &HashMap<String, String>) -> Result<Order
         ("status" = Option<String>, Query, description = "pending, paid or cancelled"),
         ("user_id" = Option<uuid::Uuid>, Query, description = "Admins: anyone's; others: their own"),
     ),
-    responses((status = 200, description = "A page of orders, newest first", body = super::pagination::Page<crate::domain::order::Order>))
+    responses((status = 200, description = "A page of orders, newest first", body = crate::http::support::pagination::Page<crate::domain::order::Order>))
 )]
 async fn list(
     caller: Caller,

@@ -7,7 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorCode;
-use crate::http::problem::PROBLEM_JSON;
+use crate::http::support::problem::PROBLEM_JSON;
 use ErrorCode::*;
 
 /// The codes an operation answers beyond the shared ones of [`shared_codes`]; `None` for

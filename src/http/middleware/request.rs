@@ -19,9 +19,11 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 use tracing::Instrument;
 
-use super::problem::{PendingProblem, PROBLEM_JSON};
-use super::AppState;
+use super::client_ip;
 use crate::error::ErrorCode;
+use crate::http::state::AppState;
+use crate::http::support::caller::Caller;
+use crate::http::support::problem::{PendingProblem, PROBLEM_JSON};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -75,7 +77,7 @@ pub async fn middleware(
                 .get(&X_FORWARDED_FOR)
                 .and_then(|v| v.to_str().ok())
         };
-        super::client_ip::resolve(peer, xff, trusted)
+        client_ip::resolve(peer, xff, trusted)
     };
     req.extensions_mut().insert(RequestContext {
         id: id.clone(),
@@ -103,10 +105,7 @@ pub async fn middleware(
     record_metrics(&method, route, status, elapsed);
     // `log.access_log` is the filter's `access` directive, which a reload can change.
     if tracing::enabled!(target: crate::telemetry::ACCESS_TARGET, tracing::Level::INFO) {
-        let user = http_req
-            .extensions()
-            .get::<super::auth::Caller>()
-            .map(|c| c.id);
+        let user = http_req.extensions().get::<Caller>().map(|c| c.id);
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,
             parent: &span,

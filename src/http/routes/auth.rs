@@ -6,12 +6,13 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::extract::JsonBody;
-use super::ratelimit;
-use super::{resource, AppState};
+use super::resource::resource;
 use crate::domain::token::TokenPair;
 use crate::domain::user::Email;
 use crate::error::ApiError;
+use crate::http::middleware::ratelimit;
+use crate::http::state::AppState;
+use crate::http::support::extract::JsonBody;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/v1/auth/token", "POST").route(web::post().to(token)))

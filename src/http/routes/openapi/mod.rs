@@ -15,7 +15,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 
-use super::resource;
+use super::resource::resource;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,16 +31,16 @@ use super::resource;
         super::health::ready,
         super::health::metrics,
         openapi_json,
-        super::users::create,
-        super::users_admin::list,
-        super::users::me,
-        super::users::get_one,
-        super::user_patch::patch,
-        super::user_patch::delete,
-        super::users_admin::set_status,
-        super::tokens::token,
-        super::tokens::refresh,
-        super::tokens::logout,
+        super::users::register::create,
+        super::users::admin::list,
+        super::users::read::me,
+        super::users::read::get_one,
+        super::users::edit::patch,
+        super::users::edit::delete,
+        super::users::admin::set_status,
+        super::auth::token,
+        super::auth::refresh,
+        super::auth::logout,
         super::products::create,
         super::products::list,
         super::products::get,

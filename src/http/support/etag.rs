@@ -1,9 +1,10 @@
-//! The conditional headers: strong ETags on responses, `If-None-Match` on GET (304), and
-//! `If-Match` on PUT/PATCH/DELETE parsed into the domain's [`IfMatch`], which the store
-//! checks inside the write.
+//! The conditional headers: strong ETags on responses, `If-None-Match` on GET (304, and
+//! [`resource_response`], a single resource's answer), and `If-Match` on PUT/PATCH/DELETE
+//! parsed into the domain's [`IfMatch`], which the store checks inside the write.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
 
 use crate::domain::precondition::{ETag, IfMatch};
 
@@ -47,6 +48,21 @@ pub fn if_match(req: &HttpRequest) -> IfMatch {
         None => IfMatch::Absent,
         Some(tags) => IfMatch::from_tags(tags.iter().map(String::as_str)),
     }
+}
+
+/// A single resource at `version`: 304 when `If-None-Match` names it, else the body.
+pub fn resource_response(req: &HttpRequest, version: i64, body: &impl Serialize) -> HttpResponse {
+    let tag = ETag::for_version(version);
+    let unchanged = not_modified(req, tag.as_str());
+    let tag = header_value(&tag);
+    if unchanged {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, tag))
+        .json(body)
 }
 
 #[cfg(test)]

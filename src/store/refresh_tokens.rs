@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::domain::token::NewRefreshToken;
 use crate::domain::user::UserStatus;
 
@@ -26,7 +26,7 @@ pub enum Rotation {
 }
 
 #[async_trait]
-pub trait TokenStore: Send + Sync {
+pub trait RefreshTokenStore: Send + Sync {
     /// Store a newly issued refresh token (its hash).
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError>;
 

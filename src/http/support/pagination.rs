@@ -67,6 +67,27 @@ pub struct Page<T: Serialize> {
     pub next_cursor: Option<String>,
 }
 
+/// The response to a list request: `limit + 1` rows were asked for, so an extra row
+/// means there is a next page, whose cursor is the last row served.
+pub fn page<T: Serialize, C>(
+    mut rows: Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> C,
+    encode: impl Fn(C) -> String,
+) -> Page<T> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| encode(cursor_of(r)))
+    } else {
+        None
+    };
+    Page {
+        data: rows,
+        next_cursor,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
