@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod invalidation;
 pub mod metrics;
 pub mod reload;
 pub mod service;

@@ -12,9 +12,16 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::MetricsConfig;
+
+/// Buckets (seconds) of `bulkhead_cache_invalidation_lag_seconds`: commit-to-eviction is
+/// a millisecond or two on one network, so the request-latency buckets are too coarse.
+const INVALIDATION_LAG_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
@@ -26,7 +33,15 @@ pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
     }
     HANDLE
         .get_or_init(|| {
-            let builder = match PrometheusBuilder::new().set_buckets(&cfg.latency_buckets_secs) {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&cfg.latency_buckets_secs)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("bulkhead_cache_invalidation_lag_seconds".into()),
+                        INVALIDATION_LAG_BUCKETS,
+                    )
+                });
+            let builder = match builder {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "metrics buckets rejected; metrics disabled");
@@ -122,6 +137,14 @@ fn describe() {
         "Rate-limit decisions by policy and outcome (allowed, limited)"
     );
     describe_gauge!(
+        "bulkhead_ratelimit_global",
+        "1 while the user, ip and login limits are decided through Redis, 0 in the local fallback or without redis.url"
+    );
+    describe_gauge!(
+        "bulkhead_ratelimit_fleet_size",
+        "Instances sharing each global quota: rate_limits.fleet_size or the count seen through Redis"
+    );
+    describe_gauge!(
         "bulkhead_circuit_state",
         "1 for the circuit's current state, 0 for the others"
     );
@@ -161,4 +184,17 @@ fn describe() {
         "Entries evicted for capacity or age, by cache"
     );
     describe_gauge!("bulkhead_cache_entries", "Entries cached, by cache");
+    describe_histogram!(
+        "bulkhead_cache_invalidation_lag_seconds",
+        Unit::Seconds,
+        "Time from a change's commit (any instance) to its eviction here, by kind (user, token_family, product)"
+    );
+    describe_gauge!(
+        "bulkhead_invalidation_listener_connected",
+        "1 while the invalidation listener is connected and LISTENing, else 0"
+    );
+    describe_counter!(
+        "bulkhead_invalidation_reconnects_total",
+        "Times the invalidation listener connected again after losing its connection"
+    );
 }

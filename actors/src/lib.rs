@@ -8,7 +8,9 @@
 //! * [`Circuit`] — Resilience4j-style breaker per dependency;
 //! * [`Bulkhead`] / [`BlockingPool`] — admission (concurrency + bounded, deadlined queue)
 //!   per workload class, the latter on dedicated threads for password hashing;
-//! * [`ShardedCache`] — sharded read-through cache with single-flight loads.
+//! * [`ShardedCache`] — sharded read-through cache with single-flight loads;
+//! * [`RedisLimiter`] — the Redis side of global (fleet-wide) rate limits: leases of
+//!   tokens, heartbeats, a circuit in front of Redis.
 //!
 //! Each takes new settings live (`reconfigure`: a configuration reload), between two
 //! messages or under the lock it already takes per call; nothing on the hot path locks
@@ -23,6 +25,7 @@ pub mod cache;
 pub mod circuit;
 pub mod config;
 mod error;
+pub mod fleet;
 pub mod ratelimit;
 pub mod supervise;
 
@@ -34,4 +37,5 @@ pub use config::{
     WindowKind,
 };
 pub use error::ActorError;
+pub use fleet::{RedisLimiter, RedisSettings};
 pub use ratelimit::{ConcurrencyPermit, Decision, PolicyId, PolicyName, RateLimiter};

@@ -7,6 +7,8 @@
 //! the values. `config/bulkhead.example.toml` documents every key with its default; a test
 //! keeps it in step with [`Config::default`].
 
+mod invalidation;
+mod redis;
 mod secret;
 mod sections;
 
@@ -18,6 +20,8 @@ use figment::Figment;
 pub use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
+pub use invalidation::{InvalidationConfig, UsersCacheConfig};
+pub use redis::RedisConfig;
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
 
@@ -188,6 +192,10 @@ impl Config {
             .users
             .validate()
             .map_err(|m| invalid("cache.users", m))?;
+        self.invalidation
+            .validate()
+            .map_err(|m| invalid("invalidation", m))?;
+        RedisConfig::validate(self)?;
         let buckets = &self.metrics.latency_buckets_secs;
         if buckets.is_empty()
             || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)

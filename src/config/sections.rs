@@ -9,6 +9,7 @@ use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
 
+use super::invalidation::{InvalidationConfig, UsersCacheConfig};
 use super::secret::{DatabaseUrl, Secret};
 
 /// The whole configuration of one Bulkhead process.
@@ -23,7 +24,10 @@ pub struct Config {
     pub circuits: CircuitsConfig,
     pub bulkheads: BulkheadsConfig,
     pub cache: CachesConfig,
+    pub invalidation: InvalidationConfig,
     pub metrics: MetricsConfig,
+    /// Redis for global rate limits (`src/config/redis.rs`).
+    pub redis: super::RedisConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +193,12 @@ pub struct RateLimitsConfig {
     pub login: PolicyConfig,
     /// The limiter shards.
     pub limiter: RateLimiterConfig,
+    /// With `redis.url`: how far above the quota the fleet may admit (a fraction of it),
+    /// spent on the instances' local leases of tokens.
+    pub max_overshoot: f64,
+    /// With `redis.url`: instances sharing the quota, for the leases and the fallback's
+    /// `quota / fleet_size`; 0 = the count last seen through Redis's heartbeats.
+    pub fleet_size: u32,
 }
 
 impl Default for RateLimitsConfig {
@@ -199,6 +209,8 @@ impl Default for RateLimitsConfig {
             ip: policy(3_000, 60),
             login: policy(10, 60),
             limiter: RateLimiterConfig::default(),
+            max_overshoot: 0.05,
+            fleet_size: 0,
         }
     }
 }
@@ -272,7 +284,7 @@ impl Default for BulkheadsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CachesConfig {
     /// Per-user state for the auth check and `GET /users/me`.
-    pub users: CacheConfig,
+    pub users: UsersCacheConfig,
     /// Access tokens already verified (signature, `iss`, `aud`), by their exact bytes;
     /// `exp` is still checked on every use.
     pub tokens: CacheConfig,

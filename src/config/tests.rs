@@ -163,3 +163,64 @@ fn the_hashing_pool_cannot_adapt_and_min_concurrent_is_bounded() {
         "{err}"
     );
 }
+
+#[test]
+fn invalidation_keys_are_validated_and_named() {
+    let err = Config::from_toml_str("[cache.users]\ndegraded_ttl_ms = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.users.degraded_ttl_ms"),
+        "{err}"
+    );
+    let err =
+        Config::from_toml_str("[cache.users]\nttl_secs = 1\ndegraded_ttl_ms = 1001\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.users.degraded_ttl_ms"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[invalidation]\nreconnect_min_ms = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("invalidation.reconnect_min_ms"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[invalidation]\nreconnect_max_ms = 50\n").unwrap_err();
+    assert!(
+        err.to_string().contains("invalidation.reconnect_max_ms"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[cache.tokens]\ndegraded_ttl_ms = 10\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.tokens.degraded_ttl_ms"),
+        "{err}"
+    );
+    let c = Config::from_toml_str("[cache.users]\ndegraded_ttl_ms = 250\n").unwrap();
+    assert_eq!(c.cache.users.degraded_ttl_ms, 250);
+    assert!(c.invalidation.enabled);
+}
+
+#[test]
+fn redis_url_requires_a_shared_jwt_secret_and_gcra() {
+    let err = Config::from_toml_str("[redis]\nurl = \"redis://127.0.0.1:6379\"\n").unwrap_err();
+    assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+    let secret = "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+    let ok = format!("{secret}[redis]\nurl = \"redis://:pw@127.0.0.1:6379\"\n");
+    let config = Config::from_toml_str(&ok).expect("valid");
+    assert!(!config.to_redacted_toml().contains(":pw@"));
+    let sliding = format!("{ok}[rate_limits.ip]\nalgorithm = \"sliding_window\"\n");
+    let err = Config::from_toml_str(&sliding).unwrap_err();
+    assert!(
+        err.to_string().contains("rate_limits.ip.algorithm"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[rate_limits]\nmax_overshoot = 1.5\n").unwrap_err();
+    assert!(
+        err.to_string().contains("rate_limits.max_overshoot"),
+        "{err}"
+    );
+    let err = Config::from_toml_str("[redis]\nheartbeat_ttl_ms = 10\n").unwrap_err();
+    assert!(err.to_string().contains("redis.heartbeat_ttl_ms"), "{err}");
+    let err = Config::from_toml_str("[redis.circuit]\nminimum_calls = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("redis.circuit.minimum_calls"),
+        "{err}"
+    );
+}

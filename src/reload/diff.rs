@@ -65,6 +65,11 @@ pub fn diff(running: &Config, next: &Config) -> Vec<Change> {
             running.database.url.as_ref().map(|u| u.expose()),
             next.database.url.as_ref().map(|u| u.expose()),
         ),
+        (
+            "redis.url",
+            running.redis.url.as_ref().map(|u| u.expose()),
+            next.redis.url.as_ref().map(|u| u.expose()),
+        ),
     ];
     for (key, a, b) in secrets {
         if a != b && !changes.iter().any(|c| c.key == key) {
@@ -199,6 +204,12 @@ mod tests {
             "bulkheads.hashing.max_concurrent",
             "auth.jwt_secret",
             "database.url",
+            "redis.url",
+            "redis.timeout_ms",
+            "rate_limits.fleet_size",
+            "rate_limits.max_overshoot",
+            "cache.users.degraded_ttl_ms",
+            "invalidation.enabled",
             "log.format",
             "metrics.latency_buckets_secs",
         ] {

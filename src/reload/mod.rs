@@ -215,7 +215,10 @@ impl Reloader {
             }
         }
         if changed("cache.users.") {
-            t.users.reconfigure(&next.cache.users).await.map_err(fail)?;
+            t.users
+                .reconfigure(&next.cache.users.cache())
+                .await
+                .map_err(fail)?;
         }
         if changed("cache.tokens.") {
             t.tokens

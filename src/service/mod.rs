@@ -21,12 +21,14 @@ mod bootstrap;
 mod cached;
 pub mod caller;
 mod guard;
+mod limits;
 mod orders;
 mod products;
 mod services;
 mod users;
 
 pub use cached::{CachedUser, VerifiedToken};
+pub use limits::FleetNames;
 pub use orders::Placed;
 pub use services::{Policies, Services};
 pub use users::UserEdit;

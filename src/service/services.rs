@@ -14,6 +14,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::invalidation::{Invalidations, Invalidator};
 use crate::store::{Backend, Store};
 
 /// How long an admitted hashing job may run before its caller stops waiting. argon2id at
@@ -40,8 +41,15 @@ pub struct Services {
     /// Always `Some`: started even when disabled, since `rate_limits.enabled` can change
     /// live; callers check `RateLimiter::enabled`.
     pub limiter: Option<(RateLimiter, Policies)>,
+    /// Names of limited identities in Redis (global limits).
+    pub fleet_names: super::FleetNames,
     pub jwt: JwtKeys,
     pub passwords: Passwords,
+    /// Changes committed by other instances: applied to `users`, and offered to product
+    /// caches ([`Invalidations::subscribe_products`]).
+    pub invalidations: Arc<Invalidations>,
+    /// Held so the listener lives as long as the services (`None`: nothing to listen to).
+    _invalidator: Option<actix::Addr<Invalidator>>,
 }
 
 impl Services {
@@ -59,33 +67,29 @@ impl Services {
             }
             Backend::Memory => None,
         };
-        let users = ShardedCache::start("users", &config.cache.users).map_err(err)?;
-        let verified_tokens = ShardedCache::start("tokens", &config.cache.tokens).map_err(err)?;
-        let r = &config.rate_limits;
-        // Started even when disabled: `rate_limits.enabled` can change live.
-        let limiter = {
-            let limiter = RateLimiter::start_enabled(
-                &r.limiter,
-                r.enabled,
-                vec![
-                    ("user".into(), r.user.clone()),
-                    ("ip".into(), r.ip.clone()),
-                    ("login".into(), r.login.clone()),
-                ],
-            )
-            .map_err(err)?;
-            let id = |name: &str| {
-                limiter
-                    .policy(name)
-                    .ok_or_else(|| anyhow::anyhow!("rate limit policy {name} missing"))
-            };
-            let policies = Policies {
-                user: id("user")?,
-                ip: id("ip")?,
-                login: id("login")?,
-            };
-            Some((limiter, policies))
+        let users = ShardedCache::start_versioned(
+            "users",
+            &config.cache.users.cache(),
+            |u: &Arc<CachedUser>| u.version,
+        )
+        .map_err(err)?;
+        // Postgres only: the embedded store is one process, its own writes invalidate.
+        let database_url = match (store.backend(), &config.database.url) {
+            (Backend::Postgres, Some(url)) if config.invalidation.enabled => Some(url),
+            _ => None,
         };
+        let invalidations = Invalidations::new(&config, users.clone(), database_url.is_some());
+        let invalidator = match database_url {
+            Some(url) => Some(Invalidator::start(
+                invalidations.clone(),
+                config.invalidation.clone(),
+                url.expose(),
+            )?),
+            None => None,
+        };
+        let verified_tokens = ShardedCache::start("tokens", &config.cache.tokens).map_err(err)?;
+        let limiter = super::limits::start(&config)?;
+        let fleet_names = super::FleetNames::new(&config);
         let secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
             None => {
@@ -106,8 +110,11 @@ impl Services {
             users,
             verified_tokens,
             limiter,
+            fleet_names,
             jwt,
             passwords,
+            invalidations,
+            _invalidator: invalidator,
         })
     }
 

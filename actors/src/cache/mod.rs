@@ -16,6 +16,12 @@
 //! * `invalidate` is synchronous: it marks the key's in-flight load stale (its per-key
 //!   generation) and removes the entry, so once it returns no stale value can be served
 //!   or installed afterwards.
+//! * Versioned values (`start_versioned`): an install never replaces a newer version of
+//!   the key with an older one, and `invalidate_older(key, v)` (a change to version `v`
+//!   committed elsewhere) evicts only an entry older than `v`, while still making any
+//!   in-flight load uncacheable (it may have read the row before the change).
+//! * `set_max_age(Some(d))`: entries installed more than `d` ago are misses (and get
+//!   reloaded) until `set_max_age(None)`; for when invalidations may be going missing.
 //! * The shard actor owns every insertion: it enforces `capacity` (expired entries first,
 //!   then the least recently hit eighth of the shard: approximate LRU), sweeps expired
 //!   entries on an interval, and is supervised; a full mailbox just skips caching.
@@ -38,7 +44,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use shard::{CacheKey, CacheValue};
-use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, Retune, ShardState};
+use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, Retune, ShardState, VersionOf};
 
 use crate::config::CacheConfig;
 use crate::supervise::{ask, tell, Meter};
@@ -56,6 +62,10 @@ struct Inner<K: CacheKey, V: CacheValue> {
     meter: Arc<Meter>,
     load_timeout: Duration,
     send_timeout: Duration,
+    ttl: Duration,
+    /// Entries installed longer ago than this many milliseconds are misses;
+    /// `u64::MAX`: no limit but the TTL.
+    max_age_ms: AtomicU64,
 }
 
 /// Handle to the cache. Cheap to clone; `Send + Sync`.
@@ -74,6 +84,25 @@ impl<K: CacheKey, V: CacheValue> Clone for ShardedCache<K, V> {
 impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
     /// Validates `cfg` and starts the supervised shard actors on the current arbiter.
     pub fn start(name: &str, cfg: &CacheConfig) -> Result<Self, String> {
+        Self::start_inner(name, cfg, None)
+    }
+
+    /// Like [`ShardedCache::start`], for values that carry a version (`version_of`): an
+    /// older version never replaces a newer one, and [`ShardedCache::invalidate_older`]
+    /// keeps entries already at or past the version it names.
+    pub fn start_versioned(
+        name: &str,
+        cfg: &CacheConfig,
+        version_of: fn(&V) -> i64,
+    ) -> Result<Self, String> {
+        Self::start_inner(name, cfg, Some(version_of))
+    }
+
+    fn start_inner(
+        name: &str,
+        cfg: &CacheConfig,
+        version_of: Option<VersionOf<V>>,
+    ) -> Result<Self, String> {
         cfg.validate().map_err(|e| format!("cache.{e}"))?;
         let meters = Arc::new(CacheMeters {
             hits: metrics::counter!("bulkhead_cache_hits_total", "cache" => name.to_owned()),
@@ -94,6 +123,7 @@ impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
                     base,
                     ttl_ms: AtomicU64::new(cfg.ttl_secs.saturating_mul(1_000)),
                     meters: meters.clone(),
+                    version_of,
                 });
                 let actor = CacheShard {
                     state: state.clone(),
@@ -116,6 +146,8 @@ impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
                 meter,
                 load_timeout: Duration::from_millis(cfg.load_timeout_ms),
                 send_timeout: Duration::from_millis(cfg.send_timeout_ms),
+                ttl,
+                max_age_ms: AtomicU64::new(u64::MAX),
             }),
         })
     }
@@ -154,6 +186,10 @@ impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
         let entry = state.entries.get(key)?;
         let now = Instant::now();
         if entry.expires <= now {
+            return None;
+        }
+        let max_age_ms = self.inner.max_age_ms.load(Ordering::Relaxed);
+        if max_age_ms != u64::MAX && self.age(&entry, now) >= Duration::from_millis(max_age_ms) {
             return None;
         }
         let t = state.now_ms(now);
@@ -248,6 +284,34 @@ impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
     /// every committed write of the key, before answering.
     pub fn invalidate(&self, key: &K) {
         self.shard(key).state.invalidate(key);
+    }
+
+    /// Drops the key's entry unless it is already at `version` or later, and makes any
+    /// in-flight load of it uncacheable. For a change committed elsewhere (a notification
+    /// naming the new version); returns whether an entry was dropped. Unversioned caches
+    /// drop the entry whatever its version.
+    pub fn invalidate_older(&self, key: &K, version: i64) -> bool {
+        self.shard(key).state.invalidate_older(key, version)
+    }
+
+    /// Drops every entry and makes every in-flight load uncacheable (a resync after
+    /// invalidations may have been lost).
+    pub fn clear(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.state.clear()).sum()
+    }
+
+    /// Entries installed more than `max_age` ago are misses from now on (`None`: only the
+    /// TTL counts again). A miss reloads, and the fresh entry is good for `max_age`.
+    pub fn set_max_age(&self, max_age: Option<Duration>) {
+        let ms = max_age.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1)
+        });
+        self.inner.max_age_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn age(&self, entry: &shard::Entry<V>, now: Instant) -> Duration {
+        // Installed at `expires - ttl`.
+        (now + self.inner.ttl).saturating_duration_since(entry.expires)
     }
 
     /// Entries held now, over all shards (expired ones included until swept).

@@ -18,6 +18,9 @@ use tokio::time::Instant;
 
 use crate::supervise::{contain, Meter, Reply};
 
+/// Reads a value's version (versioned caches only).
+pub type VersionOf<V> = fn(&V) -> i64;
+
 /// What a cache key must be (blanket-implemented).
 pub trait CacheKey: Hash + Eq + Clone + Send + Sync + Unpin + 'static {}
 impl<T: Hash + Eq + Clone + Send + Sync + Unpin + 'static> CacheKey for T {}
@@ -56,6 +59,7 @@ pub struct ShardState<K, V> {
     /// Lifetime of a new entry, in ms; a reload may change it.
     pub ttl_ms: AtomicU64,
     pub meters: Arc<CacheMeters>,
+    pub version_of: Option<VersionOf<V>>,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
@@ -111,6 +115,40 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
         }
     }
 
+    pub fn invalidate_older(&self, key: &K, version: i64) -> bool {
+        // As in `invalidate`: the load first (it may have read the row before the change),
+        // then the entry, whose version is checked under its lock.
+        if let Some((_, flight)) = self.inflight.remove(key) {
+            flight.stale.store(true, Ordering::SeqCst);
+        }
+        let removed = match self.version_of {
+            Some(version_of) => self
+                .entries
+                .remove_if(key, |_, e| version_of(&e.value) < version)
+                .is_some(),
+            None => self.entries.remove(key).is_some(),
+        };
+        if removed {
+            self.meters.entries.decrement(1.0);
+        }
+        removed
+    }
+
+    pub fn clear(&self) -> usize {
+        // Loads first: one that installs between the two steps is then refused.
+        self.inflight.retain(|_, flight| {
+            flight.stale.store(true, Ordering::SeqCst);
+            false
+        });
+        let mut removed = 0;
+        self.entries.retain(|_, _| {
+            removed += 1;
+            false
+        });
+        self.meters.entries.decrement(removed as f64);
+        removed
+    }
+
     fn install(&self, key: K, value: V, flight: Option<&Arc<Flight<V>>>) {
         let now = Instant::now();
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity() {
@@ -136,7 +174,14 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
         };
         match entry {
             dashmap::Entry::Occupied(mut o) => {
-                o.insert(fresh);
+                // Never an older version over a newer one (an explicit insert racing a
+                // load that read the row before it).
+                let older = self
+                    .version_of
+                    .is_some_and(|v| v(&fresh.value) < v(&o.get().value));
+                if !older {
+                    o.insert(fresh);
+                }
             }
             dashmap::Entry::Vacant(v) => {
                 v.insert(fresh);

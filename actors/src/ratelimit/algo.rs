@@ -73,32 +73,26 @@ impl Policy {
 
     #[inline]
     fn gcra(&self, cell: &AtomicU64, now: u64) -> Verdict {
-        let mut tat = cell.load(Ordering::Acquire);
-        loop {
-            let start = tat.max(now);
-            let new_tat = start.saturating_add(self.t_ns);
-            if new_tat - now > self.tau_ns {
-                return Verdict {
-                    allowed: false,
-                    remaining: 0,
-                    reset: Duration::from_nanos(tat.saturating_sub(now)),
-                    retry_after: Some(Duration::from_nanos(new_tat - now - self.tau_ns)),
-                };
-            }
-            match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    let used = new_tat - now;
-                    let remaining = (self.tau_ns - used) / self.t_ns;
-                    return Verdict {
-                        allowed: true,
-                        remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-                        reset: Duration::from_nanos(used),
-                        retry_after: None,
-                    };
-                }
-                Err(actual) => tat = actual,
-            }
-        }
+        gcra(cell, now, self.t_ns, self.tau_ns)
+    }
+
+    /// The fallback of a global key on one of `fleet` instances: GCRA at `quota / fleet`
+    /// with burst `capacity / fleet` (at least 1), so the fleet together admits about the
+    /// quota while Redis is out of reach.
+    pub fn decide_fallback(&self, cell: &AtomicU64, now: u64, fleet: u32) -> Verdict {
+        let fleet = u64::from(fleet.max(1));
+        let t_ns = self.t_ns.saturating_mul(fleet);
+        let burst = (u64::from(self.cfg.capacity()) / fleet).max(1);
+        gcra(cell, now, t_ns, t_ns.saturating_mul(burst))
+    }
+
+    /// GCRA's emission interval and tolerance (ns): what Redis evaluates for global keys.
+    pub fn gcra_params(&self) -> (u64, u64) {
+        (self.t_ns, self.tau_ns)
+    }
+
+    pub fn idle_ns(&self) -> u64 {
+        self.idle_ns
     }
 
     #[inline]
@@ -234,6 +228,37 @@ impl Policy {
                 let idle_windows = idle.div_ceil(self.window_ns);
                 distance >= 2 + idle_windows && distance < (1 << (IDX_BITS - 1))
             }
+        }
+    }
+}
+
+/// One GCRA decision with emission interval `t_ns` and tolerance `tau_ns`.
+#[inline(always)]
+fn gcra(cell: &AtomicU64, now: u64, t_ns: u64, tau_ns: u64) -> Verdict {
+    let mut tat = cell.load(Ordering::Acquire);
+    loop {
+        let start = tat.max(now);
+        let new_tat = start.saturating_add(t_ns);
+        if new_tat - now > tau_ns {
+            return Verdict {
+                allowed: false,
+                remaining: 0,
+                reset: Duration::from_nanos(tat.saturating_sub(now)),
+                retry_after: Some(Duration::from_nanos(new_tat - now - tau_ns)),
+            };
+        }
+        match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                let used = new_tat - now;
+                let remaining = (tau_ns - used) / t_ns;
+                return Verdict {
+                    allowed: true,
+                    remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                    reset: Duration::from_nanos(used),
+                    retry_after: None,
+                };
+            }
+            Err(actual) => tat = actual,
         }
     }
 }

@@ -32,6 +32,9 @@
 //! Metric: `bulkhead_ratelimit_decisions_total{policy, outcome="allowed"|"limited"|"shadow_limited"}`.
 
 mod algo;
+mod global;
+pub(crate) mod lease;
+mod reload;
 mod shard;
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -45,11 +48,11 @@ use metrics::Counter;
 
 pub use algo::Policy;
 use algo::Verdict;
-use shard::{
-    AdmitCounter, AdmitKey, Limits, Poison, Reconfigure, ShardActor, ShardState, SweepNow, Table,
-};
+use global::Global;
+use shard::{AdmitCounter, AdmitKey, Limits, Poison, ShardActor, ShardState, SweepNow, Table};
 
-use crate::config::{PolicyConfig, RateLimiterConfig};
+use crate::config::{Algorithm, PolicyConfig, RateLimiterConfig};
+use crate::fleet::RedisLimiter;
 use crate::supervise::{ask, Meter};
 use crate::ActorError;
 
@@ -100,6 +103,7 @@ struct Inner {
     idle_ttl: Duration,
     /// One reload at a time; `true` while some shard has keys left to carry over.
     reload: tokio::sync::Mutex<bool>,
+    global: Option<Global>,
 }
 
 /// Handle to the rate limiter's shards. Cheap to clone; `Send + Sync`.
@@ -115,7 +119,7 @@ impl RateLimiter {
         cfg: &RateLimiterConfig,
         policies: Vec<(PolicyName, PolicyConfig)>,
     ) -> Result<Self, String> {
-        Self::start_enabled(cfg, true, policies)
+        Self::start_global(cfg, true, policies, None)
     }
 
     /// [`start`](Self::start), possibly disabled (every request allowed, nothing
@@ -125,6 +129,34 @@ impl RateLimiter {
         enabled: bool,
         policies: Vec<(PolicyName, PolicyConfig)>,
     ) -> Result<Self, String> {
+        Self::start_global(cfg, enabled, policies, None)
+    }
+
+    /// Like [`start_enabled`](Self::start_enabled), with the policies named in `global`
+    /// decided fleet-wide through the Redis limiter (GCRA policies only; see [`lease`]
+    /// for the bound). Which policies are global is fixed for the limiter's life; a
+    /// reload may change their quota, window, burst and shadow, not their algorithm.
+    pub fn start_global(
+        cfg: &RateLimiterConfig,
+        enabled: bool,
+        policies: Vec<(PolicyName, PolicyConfig)>,
+        global: Option<(RedisLimiter, &[&str])>,
+    ) -> Result<Self, String> {
+        if let Some((_, names)) = &global {
+            for name in names.iter() {
+                match policies.iter().find(|(n, _)| n == name) {
+                    None => return Err(format!("rate_limits.{name}: no such policy")),
+                    Some((_, pc)) => global_gcra(name, pc)?,
+                }
+            }
+        }
+        let global = global.map(|(redis, names)| Global {
+            redis,
+            policies: policies
+                .iter()
+                .map(|(n, _)| names.contains(&n.as_str()))
+                .collect(),
+        });
         cfg.validate().map_err(|e| format!("rate_limiter.{e}"))?;
         if policies.is_empty() || policies.len() > usize::from(u16::MAX) {
             return Err("rate_limiter: between 1 and 65535 policies are needed".into());
@@ -180,6 +212,7 @@ impl RateLimiter {
                 concurrency_per_key: cfg.concurrency_per_key,
                 idle_ttl: idle,
                 reload: tokio::sync::Mutex::new(false),
+                global,
             }),
         })
     }
@@ -189,103 +222,26 @@ impl RateLimiter {
         self.inner.limits.table.load().enabled
     }
 
-    /// New policies from a reload: the same names in the same order, each validated.
-    /// Swaps in the next generation at once (new decisions follow it), then has every
-    /// shard carry its keys over; returns how many keys were carried. An `Err` after
-    /// the swap means some shard could not be reached in time: its keys keep being
-    /// decided under their previous policy, and the next reload carries them first.
-    pub async fn reconfigure(
-        &self,
-        enabled: bool,
-        policies: Vec<(PolicyName, PolicyConfig)>,
-    ) -> Result<usize, String> {
-        let inner = &*self.inner;
-        let same_names = policies.len() == inner.meta.len()
-            && policies
-                .iter()
-                .zip(&inner.meta)
-                .all(|((n, _), m)| *n == m.name);
-        if !same_names {
-            return Err("rate_limits: policies cannot be added or removed live".into());
-        }
-        let mut compiled = Vec::with_capacity(policies.len());
-        for (name, pc) in policies {
-            pc.validate()
-                .map_err(|e| format!("rate_limits.{name}.{e}"))?;
-            compiled.push(Policy::new(pc, inner.idle_ttl));
-        }
-        let mut pending = inner.reload.lock().await;
-        if *pending {
-            self.carry_over().await?;
-            *pending = false;
-        }
-        let current = inner.limits.table.load_full();
-        inner.limits.table.store(Arc::new(Table {
-            gen: current.gen.wrapping_add(1),
-            enabled,
-            policies: compiled,
-            previous: current.policies.clone(),
-        }));
-        *pending = true;
-        let moved = self.carry_over().await?;
-        *pending = false;
-        Ok(moved)
-    }
-
-    /// Asks every shard to carry its keys over to the current generation.
-    async fn carry_over(&self) -> Result<usize, String> {
-        let inner = &*self.inner;
-        // A sweep of a full shard takes milliseconds; allow for a busy mailbox too.
-        let deadline = inner.send_timeout.max(Duration::from_secs(2));
-        let mut moved = 0;
-        for shard in &inner.shards {
-            moved += ask(&shard.addr, &inner.meter, deadline, |reply| Reconfigure {
-                reply,
-            })
-            .await
-            .map_err(|e| format!("rate limiter shard did not take the new policies: {e}"))?;
-        }
-        Ok(moved)
-    }
-
     /// The id of a configured policy.
     pub fn policy(&self, name: &str) -> Option<PolicyId> {
         let i = self.inner.meta.iter().position(|m| m.name == name)?;
         Some(PolicyId(u16::try_from(i).ok()?))
     }
 
-    /// Decides one request of `key` under `policy`.
+    /// Decides one request of `key` under `policy` (for a global policy, `key` is also
+    /// its name in Redis).
     pub async fn check(&self, policy: PolicyId, key: &str) -> Result<Decision, ActorError> {
-        self.check_hashed(policy, self.hash(policy.0, key)).await
+        self.check_named(policy, self.hash(policy.0, key), || key.to_owned())
+            .await
     }
 
     /// Like [`check`](Self::check) for a caller that already hashed its key well (64 bits,
-    /// uniformly distributed, not attacker-chosen).
+    /// uniformly distributed, not attacker-chosen). A global policy's key is then named
+    /// in Redis by the hash, which is only the same on every instance if the hash is: use
+    /// [`check_named`](Self::check_named) for those.
     pub async fn check_hashed(&self, policy: PolicyId, key: u64) -> Result<Decision, ActorError> {
-        let inner = &*self.inner;
-        let p = usize::from(policy.0);
-        let table = inner.limits.table.load();
-        let current = table.policies.get(p).ok_or(ActorError::Unavailable)?;
-        let shard = inner.shard(key);
-        let fast = shard.state.buckets.get(&key).map(|bucket| {
-            let compiled = table.policy_for(p, bucket.gen).unwrap_or(current);
-            (compiled.decide(&bucket.word, inner.limits.now()), compiled)
-        });
-        let (verdict, compiled) = match fast {
-            Some(v) => v,
-            None => (
-                ask(&shard.addr, &inner.meter, inner.send_timeout, |reply| {
-                    AdmitKey {
-                        key,
-                        policy: policy.0,
-                        reply,
-                    }
-                })
-                .await?,
-                current,
-            ),
-        };
-        Ok(inner.finish(policy, compiled, verdict))
+        self.check_named(policy, key, || format!("{key:016x}"))
+            .await
     }
 
     /// Takes one of the key's `concurrency_per_key` slots until the permit is dropped
@@ -423,6 +379,17 @@ impl Inner {
             window_secs: cfg.window_secs,
             policy,
         }
+    }
+}
+
+/// A global policy must stay GCRA: Redis evaluates GCRA only.
+fn global_gcra(name: &str, pc: &PolicyConfig) -> Result<(), String> {
+    if pc.algorithm == Algorithm::Gcra {
+        Ok(())
+    } else {
+        Err(format!(
+            "rate_limits.{name}.algorithm must be \"gcra\" for a global limit"
+        ))
     }
 }
 

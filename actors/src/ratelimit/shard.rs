@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::algo::{Policy, Verdict};
+use super::lease::Lease;
 use crate::supervise::{contain, Meter, Reply};
 use crate::ActorError;
 
@@ -48,12 +49,16 @@ pub type IdMap<V> = DashMap<u64, V, BuildHasherDefault<IdHasher>>;
 /// Rate state of one key.
 #[derive(Debug)]
 pub struct Bucket {
+    /// Local keys: the algorithm's word. Global keys: unused (the fallback word is in the
+    /// lease, which decisions already hold).
     pub word: AtomicU64,
     pub policy: u16,
     /// The policy table generation `word` is in. Changed only under the map's write
     /// lock (by [`Reconfigure`]), so a reader holding the key's read guard sees a word
     /// and its generation that belong together.
     pub gen: u32,
+    /// `Some` for a key of a global policy: its lease of Redis tokens.
+    pub lease: Option<Arc<Lease>>,
 }
 
 /// What a shard actor shares with the handle.
@@ -150,10 +155,18 @@ pub fn sweep(state: &ShardState, limits: &Limits, honour_idle: bool) -> usize {
     let table = limits.table.load();
     let before = state.buckets.len();
     state.buckets.retain(|_, b| {
-        let word = b.word.load(Ordering::Acquire);
-        table
-            .policy_for(usize::from(b.policy), b.gen)
-            .is_none_or(|p| !p.is_sweepable(word, now, honour_idle))
+        let Some(policy) = table.policy_for(usize::from(b.policy), b.gen) else {
+            return true;
+        };
+        match &b.lease {
+            None => !policy.is_sweepable(b.word.load(Ordering::Acquire), now, honour_idle),
+            Some(lease) => {
+                let fresh =
+                    policy.is_sweepable(lease.fallback.load(Ordering::Acquire), now, honour_idle);
+                let idle = if honour_idle { policy.idle_ns() } else { 0 };
+                !lease.is_sweepable(now, idle, fresh)
+            }
+        }
     });
     // Under the map's write lock nobody can be between "got the Arc" and "incremented":
     // a holder keeps a clone, so strong_count == 1 and zero in flight means unused.
@@ -197,9 +210,48 @@ impl Handler<AdmitKey> for ShardActor {
                 word: AtomicU64::new(0),
                 policy: msg.policy,
                 gen: table.gen,
+                lease: None,
             });
             let policy = table.policy_for(p, bucket.gen).unwrap_or(policy);
             Ok(policy.decide(&bucket.word, limits.now()))
+        });
+    }
+}
+
+/// Creates the bucket of a key of a global policy the handle did not find (within
+/// bounds) and answers its lease; the caller then decides through it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdmitLease {
+    pub key: u64,
+    pub policy: u16,
+    pub redis_key: Box<str>,
+    pub reply: Reply<Arc<Lease>>,
+}
+
+impl Handler<AdmitLease> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdmitLease, ctx: &mut Self::Context) {
+        let (state, limits) = (&self.state, &self.limits);
+        contain::<Self, _>(ctx, &self.meter, Some(msg.reply), || {
+            if let Some(lease) = state.buckets.get(&msg.key).and_then(|b| b.lease.clone()) {
+                return Ok(lease);
+            }
+            if state.buckets.len() >= state.max_keys && sweep(state, limits, false) == 0 {
+                tracing::warn!("rate limiter shard full; refusing a new key");
+                return Err(ActorError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            let bucket = state.buckets.entry(msg.key).or_insert_with(|| Bucket {
+                word: AtomicU64::new(0),
+                policy: msg.policy,
+                gen: limits.table.load().gen,
+                lease: Some(Arc::new(Lease::new(msg.redis_key))),
+            });
+            // A key is global or not for the process's life (which policies are global is fixed at start).
+            bucket.lease.clone().ok_or(ActorError::Unavailable)
         });
     }
 }
@@ -255,8 +307,10 @@ impl Handler<Reconfigure> for ShardActor {
             state.buckets.retain(|_, b| {
                 if b.gen != table.gen {
                     let p = usize::from(b.policy);
-                    if let (Some(old), Some(new)) =
-                        (table.policy_for(p, b.gen), table.policies.get(p))
+                    // A global key's state is in Redis and its lease (see `super::reload`):
+                    // only its generation moves.
+                    if let (None, Some(old), Some(new)) =
+                        (&b.lease, table.policy_for(p, b.gen), table.policies.get(p))
                     {
                         let word = b.word.load(Ordering::Acquire);
                         b.word

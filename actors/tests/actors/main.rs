@@ -3,8 +3,13 @@
 
 mod bulkhead;
 mod cache;
+mod cache_versions;
 mod circuit;
+mod fleet;
 mod ratelimit;
+// The service's fleet tests use the same helper.
+#[path = "../../../tests/common/redis_server.rs"]
+mod redis_server;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -75,7 +75,25 @@ async fn limit<B: MessageBody>(
         Some(_) => (policies.user, "user"),
         None => (policies.ip, "ip"),
     };
-    let decision = match limiter.check_hashed(policy, key).await {
+    // Names the key in Redis (global limits): called once per key and process, when the
+    // key is new here, so the common path pays nothing for it.
+    let redis_name = || {
+        let names = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| &s.svc.fleet_names);
+        let identity = match user {
+            Some(id) => id.as_bytes().to_vec(),
+            None => req
+                .extensions()
+                .get::<RequestContext>()
+                .and_then(|c| c.client_ip)
+                .map(|ip| ip.to_string().into_bytes())
+                .unwrap_or_default(),
+        };
+        names.map_or_else(|| format!("{key:016x}"), |n| n.key(name, &identity))
+    };
+    let decision = limiter.check_named(policy, key, redis_name).await;
+    let decision = match decision {
         Ok(d) => d,
         Err(e) => return Ok(req.error_response(ApiError::from(e)).map_into_right_body()),
     };

@@ -52,7 +52,12 @@ async fn token(
             Some(email) => email.as_str().to_owned(),
             None => body.email.trim().to_lowercase(),
         };
-        let decision = limiter.check(policies.login, &limit_key).await?;
+        let names = &state.svc.fleet_names;
+        let decision = limiter
+            .check_named(policies.login, login_key(&limit_key), || {
+                names.key("login", limit_key.as_bytes())
+            })
+            .await?;
         if !decision.allowed {
             let mut res = actix_web::ResponseError::error_response(&ratelimit::limited(&decision));
             ratelimit::apply_headers(res.headers_mut(), "login", &decision);
@@ -104,4 +109,12 @@ async fn logout(
     Ok(HttpResponse::NoContent()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+/// The login limiter's local key: the email hashed with a per-process random key.
+fn login_key(email: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    KEYS.get_or_init(std::hash::RandomState::new)
+        .hash_one(email)
 }

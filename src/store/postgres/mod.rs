@@ -28,6 +28,11 @@ use crate::config::DatabaseConfig;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../../sql/0001_init.sql")),
     (2, "shop", include_str!("../../../sql/0002_shop.sql")),
+    (
+        4,
+        "invalidation",
+        include_str!("../../../sql/0004_invalidation.sql"),
+    ),
 ];
 
 pub struct PgStore {

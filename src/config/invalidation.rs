@@ -1,0 +1,122 @@
+//! `[cache.users]` (the per-user cache, with the bound on trusting it while invalidations
+//! may be going missing) and `[invalidation]` (the LISTEN/NOTIFY listener that keeps the
+//! caches of every instance in step with Postgres).
+
+use serde::{Deserialize, Serialize};
+
+use super::CacheConfig;
+
+/// The per-user cache: the keys of every cache, plus `degraded_ttl_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersCacheConfig {
+    /// Number of shard actors; 0 = one per available core.
+    pub shards: usize,
+    /// Entries in total (split evenly across shards; a hard bound).
+    pub capacity: usize,
+    /// Entries older than this are misses and get swept.
+    pub ttl_secs: u64,
+    /// Mailbox capacity of each shard actor.
+    pub mailbox_capacity: usize,
+    /// Deadline of one load, and of a caller waiting for another caller's load.
+    pub load_timeout_ms: u64,
+    /// Deadline for a request-path send to a shard actor.
+    pub send_timeout_ms: u64,
+    /// While the invalidation listener is disconnected (or not yet connected), a cached
+    /// user older than this is reloaded from the store.
+    pub degraded_ttl_ms: u64,
+}
+
+impl Default for UsersCacheConfig {
+    fn default() -> Self {
+        let c = CacheConfig::default();
+        Self {
+            shards: c.shards,
+            capacity: c.capacity,
+            ttl_secs: c.ttl_secs,
+            mailbox_capacity: c.mailbox_capacity,
+            load_timeout_ms: c.load_timeout_ms,
+            send_timeout_ms: c.send_timeout_ms,
+            degraded_ttl_ms: 1_000,
+        }
+    }
+}
+
+impl UsersCacheConfig {
+    /// The cache actors' part.
+    pub fn cache(&self) -> CacheConfig {
+        CacheConfig {
+            shards: self.shards,
+            capacity: self.capacity,
+            ttl_secs: self.ttl_secs,
+            mailbox_capacity: self.mailbox_capacity,
+            load_timeout_ms: self.load_timeout_ms,
+            send_timeout_ms: self.send_timeout_ms,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.cache().validate()?;
+        if self.degraded_ttl_ms == 0 {
+            return Err("degraded_ttl_ms must be at least 1".into());
+        }
+        if self.degraded_ttl_ms > self.ttl_secs.saturating_mul(1000) {
+            return Err("degraded_ttl_ms must be at most ttl_secs".into());
+        }
+        Ok(())
+    }
+}
+
+/// The listener (Postgres only; the embedded store is one process and needs none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvalidationConfig {
+    /// LISTEN for changes made by other instances. Off: caches are invalidated only by
+    /// this instance's own writes (a single instance), and cached users are trusted for
+    /// `cache.users.ttl_secs`.
+    pub enabled: bool,
+    /// First wait before reconnecting a lost listener; doubles up to `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    /// Longest wait between reconnection attempts.
+    pub reconnect_max_ms: u64,
+    /// How often the listener checks its connection (`SELECT 1`); a check or a connection
+    /// attempt that takes longer than this counts as a lost connection.
+    pub ping_interval_ms: u64,
+    /// Product changes buffered for each subscriber (a product cache) before it lags and
+    /// is told to drop everything.
+    pub subscriber_capacity: usize,
+}
+
+impl Default for InvalidationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5_000,
+            ping_interval_ms: 1_000,
+            subscriber_capacity: 1_024,
+        }
+    }
+}
+
+impl InvalidationConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, v) in [
+            ("reconnect_min_ms", self.reconnect_min_ms),
+            ("reconnect_max_ms", self.reconnect_max_ms),
+            ("ping_interval_ms", self.ping_interval_ms),
+            ("subscriber_capacity", self.subscriber_capacity as u64),
+        ] {
+            if v == 0 {
+                return Err(format!("{field} must be at least 1"));
+            }
+        }
+        if self.reconnect_max_ms < self.reconnect_min_ms {
+            return Err("reconnect_max_ms must be at least reconnect_min_ms".into());
+        }
+        if self.subscriber_capacity > 1 << 20 {
+            return Err("subscriber_capacity must be at most 1048576".into());
+        }
+        Ok(())
+    }
+}
