@@ -7,7 +7,8 @@
 //! contract's codes (`crate::error`). A flow of several writes that must not be cut in
 //! the middle by admission (an order's claim, creation and release) holds one `db_write`
 //! slot for all its steps ([`Guarded::hold_write`]); each step still goes through the
-//! circuit.
+//! circuit. Every admission queues as the request's caller ([`super::caller`]), so the
+//! bulkheads' queues are fair between callers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use bulkhead_actors::{Bulkhead, Circuit, CircuitState, Outcome};
 
+use super::caller;
 use crate::error::ApiError;
 use crate::store::{Backend, Store, StoreError};
 
@@ -51,7 +53,7 @@ impl Guarded {
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let _slot = self.db_read.acquire().await?;
+        let _slot = self.db_read.acquire_as(caller::current()).await?;
         self.through_circuit(call(&*self.store)).await
     }
 
@@ -63,7 +65,7 @@ impl Guarded {
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let _slot = self.db_write.acquire().await?;
+        let _slot = self.db_write.acquire_as(caller::current()).await?;
         self.through_circuit(call(&*self.store)).await
     }
 
@@ -80,6 +82,20 @@ impl Guarded {
 
     pub fn backend(&self) -> Backend {
         self.store.backend()
+    }
+
+    /// The bulkheads and the circuit (handles), for a configuration reload.
+    pub fn admission(&self) -> (Bulkhead, Bulkhead, Option<Circuit>) {
+        (
+            self.db_read.clone(),
+            self.db_write.clone(),
+            self.pg_circuit.clone(),
+        )
+    }
+
+    /// New pool sizes from a configuration reload.
+    pub fn resize_pools(&self, read: usize, write: usize) {
+        self.store.resize_pools(read, write);
     }
 
     /// Connection pools by name with their status (metrics; no I/O).
