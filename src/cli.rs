@@ -31,7 +31,14 @@ pub enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the effective configuration (secrets redacted), or name the bad key.
-    CheckConfig,
+    CheckConfig {
+        /// Instead, print what a reload with FILE in place of the running configuration
+        /// would change (`key: old -> new`, secrets redacted) and whether it would be
+        /// accepted. Exit code: 0 accepted, 1 rejected (a key that cannot change live),
+        /// 2 FILE invalid.
+        #[arg(long, value_name = "FILE")]
+        diff: Option<PathBuf>,
+    },
 }
 
 /// Parse arguments, run the command and return the process exit code.
@@ -45,7 +52,8 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::CheckConfig => {
+        Command::CheckConfig { diff: Some(file) } => check_reload(&config, &file),
+        Command::CheckConfig { diff: None } => {
             print!("{}", config.to_redacted_toml());
             ExitCode::SUCCESS
         }
@@ -55,7 +63,7 @@ pub fn main() -> ExitCode {
         }
         Command::Serve => {
             let _flush_on_exit = crate::telemetry::init(&config.log);
-            run_async(serve(config))
+            run_async(serve(config, cli.config))
         }
     }
 }
@@ -71,8 +79,37 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
+/// `check-config --diff FILE`: the reload of FILE against the running configuration.
+fn check_reload(running: &Config, file: &std::path::Path) -> ExitCode {
+    let next = match Config::load(Some(file)) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("rejected: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let changes = crate::reload::diff(running, &next);
+    for change in &changes {
+        println!("{change}");
+    }
+    match changes.iter().find(|c| !c.live) {
+        Some(c) => {
+            println!("rejected: `{}` cannot change without a restart", c.key);
+            ExitCode::from(1)
+        }
+        None if changes.is_empty() => {
+            println!("accepted: no changes");
+            ExitCode::SUCCESS
+        }
+        None => {
+            println!("accepted: {} change(s) apply live", changes.len());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let app = Application::build_from(config, path).await?;
     app.run_until_stopped().await?;
     Ok(())
 }

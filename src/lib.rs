@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod invalidation;
 pub mod metrics;
+pub mod reload;
 pub mod service;
 pub mod startup;
 pub mod store;

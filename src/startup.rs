@@ -1,8 +1,10 @@
 //! Building and running the service: [`Application::build`] opens the store, binds the
 //! listener (port 0 picks a free one, which tests use) and starts the workers;
-//! [`Application::run_until_stopped`] serves until SIGTERM/SIGINT, then drains.
+//! [`Application::run_until_stopped`] serves until SIGTERM/SIGINT, then drains, and
+//! applies a configuration reload on every SIGHUP ([`crate::reload`]).
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use actix_web::{web, HttpServer};
 
 use crate::config::Config;
 use crate::http::{self, AppState, Lifecycle};
+use crate::reload::Reloader;
 use crate::service::Services;
 use crate::store;
 
@@ -23,10 +26,18 @@ pub struct Application {
     shutdown_delay: Duration,
     /// The event relay (events on), kept for the process's life.
     _relay: Option<actix::Addr<crate::events::relay::OutboxRelay>>,
+    reloader: Arc<Reloader>,
+    hangups: Hangups,
 }
 
 impl Application {
+    /// Build from `config`; a reload re-reads the defaults and the environment only.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_from(config, None).await
+    }
+
+    /// Build from `config`, loaded from `path`, which a reload (SIGHUP) re-reads.
+    pub async fn build_from(config: Config, path: Option<PathBuf>) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let metrics = crate::metrics::install(&config.metrics);
         let store = store::open::open(&config, config.database.migrate_on_start).await?;
@@ -41,6 +52,9 @@ impl Application {
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let gateway = crate::gateway::Gateway::start(&config.gateway)?;
+        let reloader = Arc::new(Reloader::new(path, config.clone(), &svc));
+        // Before the listener accepts anything: SIGHUP's default action ends the process.
+        let hangups = hangups();
         let lifecycle = Arc::new(Lifecycle::default());
         let state = web::Data::new(AppState {
             config: config.clone(),
@@ -95,7 +109,14 @@ impl Application {
             shutdown_delay: Duration::from_millis(s.shutdown_delay_ms),
             shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
             _relay: relay,
+            reloader,
+            hangups,
         })
+    }
+
+    /// Applies configuration reloads; SIGHUP calls [`Reloader::reload`].
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -121,8 +142,10 @@ impl Application {
             tracing::info!(?timeout, "shutdown signal received; draining");
             stopper.stop().await;
         });
+        let reloads = actix_web::rt::spawn(reload_on_hangup(self.hangups, self.reloader.clone()));
         let result = self.server.await;
         signals.abort();
+        reloads.abort();
         tracing::info!("bulkhead stopped");
         result
     }
@@ -154,6 +177,41 @@ impl ShutdownHandle {
         self.handle.stop(true).await;
     }
 }
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// The SIGHUP stream, installed once (from then on the signal no longer ends the process).
+#[cfg(unix)]
+fn hangups() -> Hangups {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup());
+    if hup.is_err() {
+        tracing::error!("could not install the SIGHUP handler; reloads are off");
+    }
+    hup.ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Hangups {}
+
+/// Every SIGHUP reloads the configuration; the outcome is logged and counted there.
+#[cfg(unix)]
+async fn reload_on_hangup(hangups: Hangups, reloader: Arc<Reloader>) {
+    let Some(mut hup) = hangups else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading the configuration");
+        // Outcome logged and counted by the reloader.
+        let _ = reloader.reload().await;
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_hangups: Hangups, _reloader: Arc<Reloader>) {}
 
 #[cfg(unix)]
 async fn wait_for_signal() {

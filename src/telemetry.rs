@@ -10,6 +10,11 @@
 //!
 //! The access log has a target of its own (`access`), enabled by `log.access_log` whatever
 //! `log.level` says, so `level = "warn"` with the access log on still writes it.
+//!
+//! The filter sits behind tracing-subscriber's `reload` layer: [`set_filter`] swaps in a
+//! new `log.level` / `log.access_log` at run time (a configuration reload).
+
+use std::sync::OnceLock;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -22,7 +27,56 @@ pub const ACCESS_TARGET: &str = "access";
 /// Install the global subscriber and return the guard that flushes buffered lines on
 /// drop (keep it alive until exit). Later calls are no-ops (tests build many apps in one
 /// process) and return `None`.
+/// Swaps the installed filter; set once, by [`init`].
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
+
 pub fn init(cfg: &LogConfig) -> Option<WorkerGuard> {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = fmt().with_env_filter(filter(cfg)).with_writer(writer);
+    let installed = match cfg.format {
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map(|()| {
+                keep_setter(Box::new(move |f| {
+                    handle.reload(f).map_err(|e| e.to_string())
+                }))
+            })
+        }
+        LogFormat::Text => {
+            let builder = builder.with_target(false).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map(|()| {
+                keep_setter(Box::new(move |f| {
+                    handle.reload(f).map_err(|e| e.to_string())
+                }))
+            })
+        }
+    };
+    installed.ok().map(|()| guard)
+}
+
+fn keep_setter(set: SetFilter) {
+    let _ = SET_FILTER.set(set);
+}
+
+/// Applies a new `log.level` / `log.access_log` to the installed subscriber (a no-op
+/// when this process installed none, as in tests that build many apps).
+pub fn set_filter(cfg: &LogConfig) -> Result<(), String> {
+    match SET_FILTER.get() {
+        Some(set) => set(filter(cfg)).map_err(|e| format!("log.level: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// `RUST_LOG` when set and valid, else `log.level`; the access target on or off.
+fn filter(cfg: &LogConfig) -> EnvFilter {
     let base = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| EnvFilter::try_new(v).is_ok())
@@ -32,17 +86,5 @@ pub fn init(cfg: &LogConfig) -> Option<WorkerGuard> {
     } else {
         format!("{base},{ACCESS_TARGET}=off")
     };
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let builder = fmt().with_env_filter(filter).with_writer(writer);
-    let installed = match cfg.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
-    };
-    installed.ok().map(|()| guard)
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(&cfg.level))
 }

@@ -232,3 +232,60 @@ fn sigterm_during_load_drains_and_exits_zero() {
         assert!(total_ok > 0, "the load ran");
     }
 }
+
+/// `check-config --diff FILE`: each change as `key: old -> new` (secrets redacted) and
+/// the verdict, with an exit code a deploy script can branch on.
+#[test]
+fn check_config_diff_shows_a_reload_and_whether_it_would_be_accepted() {
+    let running = temp_file(
+        "diff-running",
+        "[rate_limits.user]\nquota = 100\n[auth]\njwt_secret = \"aaaa-secret-aaaa-secret-aaaa-secret\"\n",
+    );
+    let diff = |name: &str, next: &str| {
+        let next = temp_file(name, next);
+        let out = bulkhead()
+            .args(["check-config", "--config"])
+            .arg(&running)
+            .arg("--diff")
+            .arg(&next)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let same_secret = "[auth]\njwt_secret = \"aaaa-secret-aaaa-secret-aaaa-secret\"\n";
+
+    let (code, text) = diff(
+        "diff-live",
+        &format!("{same_secret}[rate_limits.user]\nquota = 50\nshadow = true\n"),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        text,
+        "rate_limits.user.quota: 100 -> 50\nrate_limits.user.shadow: false -> true\n\
+         accepted: 2 change(s) apply live\n"
+    );
+
+    let (code, text) = diff(
+        "diff-restart",
+        "[rate_limits.user]\nquota = 100\n[auth]\njwt_secret = \"bbbb-secret-bbbb-secret-bbbb-secret\"\n",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "auth.jwt_secret: \"<redacted>\" -> \"<redacted>\"  (cannot change live: restart)"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("rejected: `auth.jwt_secret` cannot change without a restart\n"));
+    assert!(!text.contains("secret-"), "{text}");
+
+    let (code, text) = diff("diff-invalid", "[rate_limits.user]\nquota = 0\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("rate_limits.user.quota"), "{text}");
+
+    let (code, text) = diff(
+        "diff-none",
+        &format!("{same_secret}[rate_limits.user]\nquota = 100\n"),
+    );
+    assert_eq!((code, text.as_str()), (Some(0), "accepted: no changes\n"));
+}

@@ -25,6 +25,7 @@ fn policy(algorithm: Algorithm) -> PolicyConfig {
         window_secs: 1,
         burst: None,
         algorithm,
+        shadow: false,
     }
 }
 

@@ -34,6 +34,9 @@ pub struct PolicyConfig {
     /// GCRA burst capacity; `None` means `quota`. Ignored by the sliding window.
     pub burst: Option<u32>,
     pub algorithm: Algorithm,
+    /// Decide and count (`outcome="shadow_limited"`) but refuse nothing: a new limit
+    /// is rolled out in shadow first, to see whom it would hit.
+    pub shadow: bool,
 }
 
 impl Default for PolicyConfig {
@@ -43,6 +46,7 @@ impl Default for PolicyConfig {
             window_secs: 60,
             burst: None,
             algorithm: Algorithm::Gcra,
+            shadow: false,
         }
     }
 }
@@ -226,6 +230,11 @@ pub struct BulkheadConfig {
     /// what the dependency serves in parallel, judged from how long calls hold a slot
     /// (TCP Vegas). Not for the blocking pool, whose threads are fixed.
     pub adaptive: bool,
+    /// Share the queue fairly between callers (the user, or the client IP when
+    /// anonymous): one FIFO per caller, served round robin. `false`: one FIFO for all.
+    pub fair: bool,
+    /// Waiters one caller may have queued at once (bounded by `queue_capacity` too).
+    pub max_queued_per_caller: usize,
     /// The adaptive limit's floor.
     pub min_concurrent: usize,
     /// How old the adaptive limit's no-load hold time may grow while the limit is in
@@ -240,6 +249,8 @@ impl Default for BulkheadConfig {
             queue_capacity: 64,
             queue_timeout_ms: 250,
             reject_expected_timeouts: true,
+            fair: true,
+            max_queued_per_caller: 64,
             adaptive: false,
             min_concurrent: 1,
             probe_interval_ms: 5_000,
@@ -258,6 +269,7 @@ impl BulkheadConfig {
             return Err("min_concurrent must be at most max_concurrent".into());
         }
         positive(self.probe_interval_ms, "probe_interval_ms")?;
+        positive(self.max_queued_per_caller as u64, "max_queued_per_caller")?;
         positive(self.queue_timeout_ms, "queue_timeout_ms")
     }
 }

@@ -12,6 +12,10 @@
 //! * [`RedisLimiter`] — the Redis side of global (fleet-wide) rate limits: leases of
 //!   tokens, heartbeats, a circuit in front of Redis.
 //!
+//! Each takes new settings live (`reconfigure`: a configuration reload), between two
+//! messages or under the lock it already takes per call; nothing on the hot path locks
+//! for it.
+//!
 //! Every mailbox and queue is bounded from config; request paths `try_send` and await
 //! replies under a deadline; actors run under `actix::Supervisor` and a panicking handler
 //! answers its caller `Panicked` and is restarted (see [`supervise`]).
@@ -25,7 +29,7 @@ pub mod fleet;
 pub mod ratelimit;
 pub mod supervise;
 
-pub use bulkhead::{guarded, BlockingPool, Bulkhead, Slot};
+pub use bulkhead::{guarded, guarded_as, BlockingPool, Bulkhead, Slot};
 pub use cache::ShardedCache;
 pub use circuit::{Circuit, CircuitPermit, CircuitState, Classify, Outcome};
 pub use config::{

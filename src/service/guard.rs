@@ -4,7 +4,8 @@
 //! store, run by [`Guarded::read`] or [`Guarded::write`]: admitted by the `db_read` or
 //! `db_write` bulkhead (concurrency limit, bounded queue, queue deadline), then, on
 //! Postgres, through the Postgres circuit, with `StoreError`/`ActorError` mapped to the
-//! contract's codes (`crate::error`).
+//! contract's codes (`crate::error`). Every admission queues as the request's caller
+//! ([`super::caller`]), so the bulkheads' queues are fair between callers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use bulkhead_actors::{Bulkhead, Circuit, CircuitState, Outcome};
 
+use super::caller;
 use crate::error::ApiError;
 use crate::store::{Backend, Store, StoreError};
 
@@ -48,7 +50,7 @@ impl Guarded {
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let _slot = self.db_read.acquire().await?;
+        let _slot = self.db_read.acquire_as(caller::current()).await?;
         self.through_circuit(call(&*self.store)).await
     }
 
@@ -60,7 +62,7 @@ impl Guarded {
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let _slot = self.db_write.acquire().await?;
+        let _slot = self.db_write.acquire_as(caller::current()).await?;
         self.through_circuit(call(&*self.store)).await
     }
 
@@ -77,6 +79,20 @@ impl Guarded {
 
     pub fn backend(&self) -> Backend {
         self.store.backend()
+    }
+
+    /// The bulkheads and the circuit (handles), for a configuration reload.
+    pub fn admission(&self) -> (Bulkhead, Bulkhead, Option<Circuit>) {
+        (
+            self.db_read.clone(),
+            self.db_write.clone(),
+            self.pg_circuit.clone(),
+        )
+    }
+
+    /// New pool sizes from a configuration reload.
+    pub fn resize_pools(&self, read: usize, write: usize) {
+        self.store.resize_pools(read, write);
     }
 
     /// Connection pools by name with their status (metrics; no I/O).

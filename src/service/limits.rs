@@ -60,12 +60,14 @@ impl FleetNames {
 }
 
 /// Starts the limiter (and, with `redis.url`, the Redis limiter it decides global
-/// policies through). `None` when `rate_limits.enabled` is false.
+/// policies through). Always `Some`: started even when `rate_limits.enabled` is false,
+/// since that can change live (a reload); so is the Redis limiter, since `redis.url`
+/// cannot.
 pub fn start(config: &Config) -> anyhow::Result<Option<(RateLimiter, Policies)>> {
     let err = |e: String| anyhow::anyhow!(e);
     let r = &config.rate_limits;
     let redis = match &config.redis.url {
-        Some(url) if r.enabled => {
+        Some(url) => {
             if config.database.url.is_none() {
                 tracing::warn!(
                     "redis.url with the embedded store: the rate limits are shared through \
@@ -79,11 +81,9 @@ pub fn start(config: &Config) -> anyhow::Result<Option<(RateLimiter, Policies)>>
             None
         }
     };
-    if !r.enabled {
-        return Ok(None);
-    }
     let limiter = RateLimiter::start_global(
         &r.limiter,
+        r.enabled,
         vec![
             ("user".into(), r.user.clone()),
             ("ip".into(), r.ip.clone()),

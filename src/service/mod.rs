@@ -19,6 +19,7 @@
 mod auth;
 mod bootstrap;
 pub mod cached;
+pub mod caller;
 mod guard;
 mod limits;
 mod orders;

@@ -31,6 +31,8 @@ pub struct Services {
     pub users: ShardedCache<Uuid, Arc<CachedUser>>,
     /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
     pub verified_tokens: ShardedCache<String, Arc<VerifiedToken>>,
+    /// Always `Some`: started even when disabled, since `rate_limits.enabled` can change
+    /// live; callers check `RateLimiter::enabled`.
     pub limiter: Option<(RateLimiter, Policies)>,
     /// Names of limited identities in Redis (global limits).
     pub fleet_names: FleetNames,
@@ -155,6 +157,18 @@ impl Services {
     /// Which store backend answers.
     pub fn backend(&self) -> Backend {
         self.db.backend()
+    }
+
+    /// The database bulkheads and the Postgres circuit, for a configuration reload.
+    pub fn db_admission(&self) -> (Bulkhead, Bulkhead, Option<Circuit>) {
+        self.db.admission()
+    }
+
+    /// What a configuration reload resizes the store's pools with (read, write), so the
+    /// reloader needs no access to the store itself.
+    pub fn pool_resizer(&self) -> Box<dyn Fn(usize, usize) + Send + Sync> {
+        let db = self.db.clone();
+        Box::new(move |read, write| db.resize_pools(read, write))
     }
 
     /// The store's connection pools and their status, for `/metrics` (no I/O).

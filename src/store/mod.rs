@@ -38,6 +38,9 @@ pub trait Store:
     /// Cheap round trip proving the store answers (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// New pool sizes from a reload (read, write); no-op for a backend without pools.
+    fn resize_pools(&self, _read: usize, _write: usize) {}
+
     /// Connection pools by name with their size, available and waiting counts (metrics).
     fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
         Vec::new()

@@ -20,7 +20,7 @@ fn alert_rules_pass_promtool() {
     );
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        output_text(&out).contains("SUCCESS: 7 rules found"),
+        output_text(&out).contains("SUCCESS: 8 rules found"),
         "{}",
         output_text(&out)
     );
@@ -69,7 +69,7 @@ fn compose_prometheus_config_passes_promtool() {
     );
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        output_text(&out).contains("SUCCESS: 7 rules found"),
+        output_text(&out).contains("SUCCESS: 8 rules found"),
         "{}",
         output_text(&out)
     );

@@ -84,6 +84,19 @@ impl Vegas {
         }
     }
 
+    /// New bounds from a reload: the limit (and a probe's saved one) is clamped into them
+    /// at once; the window restarts, so the next move is judged under the new bounds.
+    pub(crate) fn set_bounds(&mut self, min: usize, max: usize, probe_interval: Duration) {
+        self.min = min;
+        self.max = max;
+        self.probe_interval = probe_interval;
+        self.window = Window::default();
+        match &mut self.probe {
+            Some(probe) => probe.saved = probe.saved.clamp(min, max),
+            None => self.limit = self.limit.clamp(min, max),
+        }
+    }
+
     /// The limit admission enforces now (1 during a probe).
     pub(crate) fn limit(&self) -> usize {
         self.limit

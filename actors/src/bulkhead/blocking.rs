@@ -60,6 +60,7 @@ impl Handler<Job> for Worker {
 #[derive(Clone)]
 pub struct BlockingPool {
     admission: Bulkhead,
+    threads: usize,
     workers: Addr<Worker>,
     meter: Arc<Meter>,
 }
@@ -81,6 +82,7 @@ impl BlockingPool {
         });
         Ok(Self {
             admission,
+            threads: cfg.max_concurrent,
             workers,
             meter,
         })
@@ -118,6 +120,24 @@ impl BlockingPool {
         // No deadline of its own: the job is admitted and running on a bounded pool; a
         // caller that needs one wraps this call in `tokio::time::timeout`.
         rx.await.map_err(|_| ActorError::Unavailable)?
+    }
+
+    /// New admission settings from a reload (queue, deadline, fairness). The thread
+    /// count is fixed at start, so `max_concurrent` must stay what it was.
+    pub fn reconfigure(&self, cfg: &BulkheadConfig) -> Result<(), String> {
+        let name = self.admission.name();
+        if cfg.max_concurrent != self.threads {
+            return Err(format!(
+                "bulkheads.{name}.max_concurrent: the pool's {} threads are fixed at start",
+                self.threads
+            ));
+        }
+        if cfg.adaptive {
+            return Err(format!(
+                "bulkheads.{name}.adaptive: the blocking pool's threads are fixed; set it to false"
+            ));
+        }
+        self.admission.reconfigure(cfg)
     }
 
     /// The admission in front of the threads (for its gauges and counters).

@@ -34,7 +34,7 @@ mod shard;
 use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use shard::{CacheKey, CacheValue};
-use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, ShardState, VersionOf};
+use shard::{CacheMeters, CacheShard, Flight, Install, KeyHasher, Retune, ShardState, VersionOf};
 
 use crate::config::CacheConfig;
 use crate::supervise::{ask, tell, Meter};
@@ -119,9 +119,9 @@ impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
                 let state = Arc::new(ShardState {
                     entries: DashMap::with_hasher(KeyHasher::default()),
                     inflight: DashMap::with_hasher(KeyHasher::default()),
-                    capacity: (cfg.capacity / n).max(1),
+                    capacity: AtomicUsize::new((cfg.capacity / n).max(1)),
                     base,
-                    ttl,
+                    ttl_ms: AtomicU64::new(cfg.ttl_secs.saturating_mul(1_000)),
                     meters: meters.clone(),
                     version_of,
                 });
@@ -150,6 +150,28 @@ impl<K: CacheKey, V: CacheValue> ShardedCache<K, V> {
                 max_age_ms: AtomicU64::new(u64::MAX),
             }),
         })
+    }
+
+    /// New capacity and TTL from a reload (the shard count is fixed at start): each
+    /// shard actor applies them between two messages, capping every entry's lifetime at
+    /// the new TTL from now and evicting down to the new capacity.
+    pub async fn reconfigure(&self, cfg: &CacheConfig) -> Result<(), String> {
+        cfg.validate().map_err(|e| format!("cache.{e}"))?;
+        let n = self.inner.shards.len();
+        if cfg.effective_shards() != n {
+            return Err(format!("cache.shards: fixed at start ({n})"));
+        }
+        let deadline = self.inner.send_timeout.max(Duration::from_secs(2));
+        for shard in &self.inner.shards {
+            ask(&shard.addr, &self.inner.meter, deadline, |reply| Retune {
+                capacity: (cfg.capacity / n).max(1),
+                ttl: Duration::from_secs(cfg.ttl_secs),
+                reply,
+            })
+            .await
+            .map_err(|e| format!("cache shard did not take the new settings: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The cached value, if present and fresh (never loads). Takes any borrowed form of

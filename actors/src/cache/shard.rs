@@ -2,7 +2,7 @@
 //! actor that owns every insertion, eviction (capacity) and expiry sweep of the shard.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,14 +53,48 @@ pub struct CacheMeters {
 pub struct ShardState<K, V> {
     pub entries: DashMap<K, Entry<V>, KeyHasher>,
     pub inflight: DashMap<K, Arc<Flight<V>>, KeyHasher>,
-    pub capacity: usize,
+    /// Entries this shard may hold; a reload may change it (see [`Retune`]).
+    pub capacity: AtomicUsize,
     pub base: Instant,
-    pub ttl: Duration,
+    /// Lifetime of a new entry, in ms; a reload may change it.
+    pub ttl_ms: AtomicU64,
     pub meters: Arc<CacheMeters>,
     pub version_of: Option<VersionOf<V>>,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
+    fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// New bounds from a reload: no entry outlives the new TTL from now, and the shard
+    /// is evicted down to the new capacity (expired entries first, then the least
+    /// recently hit).
+    fn retune(&self, capacity: usize, ttl: Duration, now: Instant) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.ttl_ms.store(
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let latest = now + ttl;
+        for mut e in self.entries.iter_mut() {
+            if e.expires > latest {
+                e.expires = latest;
+            }
+        }
+        while self.entries.len() > capacity {
+            let before = self.entries.len();
+            self.evict(now);
+            if self.entries.len() >= before {
+                break;
+            }
+        }
+    }
+
     pub fn now_ms(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
     }
@@ -117,9 +151,9 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
 
     fn install(&self, key: K, value: V, flight: Option<&Arc<Flight<V>>>) {
         let now = Instant::now();
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity() {
             self.evict(now);
-            if self.entries.len() >= self.capacity {
+            if self.entries.len() >= self.capacity() {
                 // Every entry was hit meanwhile: skip caching rather than exceed the bound.
                 if let Some(f) = flight {
                     self.end_flight(&key, f);
@@ -135,7 +169,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
         }
         let fresh = Entry {
             value,
-            expires: now + self.ttl,
+            expires: now + self.ttl(),
             touched: AtomicU64::new(self.now_ms(now)),
         };
         match entry {
@@ -164,7 +198,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardState<K, V> {
     fn evict(&self, now: Instant) {
         self.sweep(now);
         let len = self.entries.len();
-        if len < self.capacity {
+        if len < self.capacity() {
             return;
         }
         let mut touched: Vec<u64> = self
@@ -265,6 +299,33 @@ where
         let state = &self.state;
         contain::<Self, ()>(ctx, &self.meter, msg.reply, || {
             state.install(msg.key, msg.value, msg.flight.as_ref());
+            Ok(())
+        });
+    }
+}
+
+/// New capacity and TTL for the shard (a reload), applied between two messages.
+pub struct Retune {
+    pub capacity: usize,
+    pub ttl: Duration,
+    pub reply: Reply<()>,
+}
+
+impl Message for Retune {
+    type Result = ();
+}
+
+impl<K, V> Handler<Retune> for CacheShard<K, V>
+where
+    K: CacheKey,
+    V: CacheValue,
+{
+    type Result = ();
+
+    fn handle(&mut self, msg: Retune, ctx: &mut Self::Context) {
+        let state = &self.state;
+        contain::<Self, ()>(ctx, &self.meter, Some(msg.reply), || {
+            state.retune(msg.capacity, msg.ttl, Instant::now());
             Ok(())
         });
     }

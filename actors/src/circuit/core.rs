@@ -28,6 +28,8 @@ pub fn unpack_state(word: u64) -> CircuitState {
 }
 
 struct Core {
+    /// The settings in force; a reload replaces them under this lock.
+    cfg: CircuitConfig,
     state: CircuitState,
     epoch: u64,
     since: Instant,
@@ -38,7 +40,11 @@ struct Core {
 
 pub struct Shared {
     pub name: String,
-    pub cfg: CircuitConfig,
+    /// `slow_call_duration_ms` in ns, read by permits without the lock.
+    pub slow_call_ns: AtomicU64,
+    /// The ticker's period, fixed at start (the transitions it shows early are also
+    /// applied lazily on every call, so a reload's new waits are exact without it).
+    pub tick: Duration,
     pub word: AtomicU64,
     core: Mutex<Core>,
     gauges: [Gauge; 3],
@@ -80,6 +86,9 @@ impl Shared {
         gauges[0].set(1.0);
         gauges[1].set(0.0);
         gauges[2].set(0.0);
+        let tick = Duration::from_millis(cfg.open_wait_ms.min(cfg.half_open_timeout_ms) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let slow_call_ns = AtomicU64::new(cfg.slow_call_duration_ms.saturating_mul(1_000_000));
         let core = Core {
             state: CircuitState::Closed,
             epoch: 0,
@@ -87,10 +96,12 @@ impl Shared {
             window: Window::new(&cfg, now),
             trials_in_flight: 0,
             trials: Totals::default(),
+            cfg,
         };
         Self {
             name,
-            cfg,
+            slow_call_ns,
+            tick,
             word: AtomicU64::new(0),
             core: Mutex::new(core),
             gauges,
@@ -105,6 +116,22 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// New thresholds and waits from a reload, applied between two calls. A changed
+    /// window (kind or size) starts empty; the state and its timers stay, and the new
+    /// waits count from the state's start.
+    pub fn reconfigure(&self, cfg: CircuitConfig, now: Instant) {
+        let mut core = self.lock();
+        if core.cfg.window != cfg.window || core.cfg.window_size != cfg.window_size {
+            core.window = Window::new(&cfg, now);
+        }
+        self.slow_call_ns.store(
+            cfg.slow_call_duration_ms.saturating_mul(1_000_000),
+            Ordering::Relaxed,
+        );
+        core.cfg = cfg;
+        self.advance(&mut core, now);
+    }
+
     /// Slow path of `try_acquire`: the circuit was not closed at the fast-path load.
     /// Returns the epoch the permit belongs to and whether it is a half-open trial.
     pub fn admit(&self, now: Instant) -> Result<(u64, bool), ActorError> {
@@ -113,18 +140,18 @@ impl Shared {
         match core.state {
             CircuitState::Closed => Ok((core.epoch, false)),
             CircuitState::Open => {
-                let until = core.since + Duration::from_millis(self.cfg.open_wait_ms);
+                let until = core.since + Duration::from_millis(core.cfg.open_wait_ms);
                 Err(ActorError::CircuitOpen {
                     retry_after: until.saturating_duration_since(now),
                 })
             }
             CircuitState::HalfOpen => {
-                if core.trials_in_flight + core.trials.calls < self.cfg.half_open_trial_calls {
+                if core.trials_in_flight + core.trials.calls < core.cfg.half_open_trial_calls {
                     core.trials_in_flight += 1;
                     Ok((core.epoch, true))
                 } else {
                     Err(ActorError::CircuitOpen {
-                        retry_after: Duration::from_millis(self.cfg.open_wait_ms),
+                        retry_after: Duration::from_millis(core.cfg.open_wait_ms),
                     })
                 }
             }
@@ -146,8 +173,8 @@ impl Shared {
                     return;
                 };
                 core.trials.add_one(failed, slow);
-                if core.trials.calls >= self.cfg.half_open_trial_calls {
-                    let to = if core.trials.trips(&self.cfg, 1) {
+                if core.trials.calls >= core.cfg.half_open_trial_calls {
+                    let to = if core.trials.trips(&core.cfg, 1) {
                         CircuitState::Open
                     } else {
                         CircuitState::Closed
@@ -160,7 +187,7 @@ impl Shared {
                 if core
                     .window
                     .totals(now)
-                    .trips(&self.cfg, self.cfg.minimum_calls)
+                    .trips(&core.cfg, core.cfg.minimum_calls)
                 {
                     self.transition(&mut core, CircuitState::Open, now);
                 }
@@ -178,11 +205,11 @@ impl Shared {
     fn advance(&self, core: &mut Core, now: Instant) {
         let elapsed = now.saturating_duration_since(core.since);
         match core.state {
-            CircuitState::Open if elapsed >= Duration::from_millis(self.cfg.open_wait_ms) => {
+            CircuitState::Open if elapsed >= Duration::from_millis(core.cfg.open_wait_ms) => {
                 self.transition(core, CircuitState::HalfOpen, now);
             }
             CircuitState::HalfOpen
-                if elapsed >= Duration::from_millis(self.cfg.half_open_timeout_ms) =>
+                if elapsed >= Duration::from_millis(core.cfg.half_open_timeout_ms) =>
             {
                 self.transition(core, CircuitState::Open, now);
             }
@@ -198,7 +225,7 @@ impl Shared {
         core.trials_in_flight = 0;
         core.trials = Totals::default();
         if to == CircuitState::Closed {
-            core.window = Window::new(&self.cfg, now);
+            core.window = Window::new(&core.cfg, now);
         }
         self.word.store(pack(core.epoch, to), Ordering::Release);
         self.gauges[from as usize].set(0.0);

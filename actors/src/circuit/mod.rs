@@ -106,6 +106,16 @@ impl Circuit {
         })
     }
 
+    /// New thresholds and waits from a reload (validated here too), applied under the
+    /// circuit's lock between two calls; see `Shared::reconfigure` for what a changed
+    /// window does.
+    pub fn reconfigure(&self, cfg: CircuitConfig) -> Result<(), String> {
+        cfg.validate()
+            .map_err(|e| format!("circuits.{}.{e}", self.shared.name))?;
+        self.shared.reconfigure(cfg, Instant::now());
+        Ok(())
+    }
+
     /// Admits a call, or answers `CircuitOpen { retry_after }`.
     #[inline]
     pub fn try_acquire(&self) -> Result<CircuitPermit, ActorError> {
@@ -169,7 +179,7 @@ impl CircuitPermit {
         self.done = true;
         let now = Instant::now();
         let slow = now.saturating_duration_since(self.start)
-            >= Duration::from_millis(self.shared.cfg.slow_call_duration_ms);
+            >= Duration::from_nanos(self.shared.slow_call_ns.load(Ordering::Relaxed));
         let calls = &self.shared.calls;
         match (outcome, slow) {
             (Outcome::Success, false) => calls.success.increment(1),
@@ -214,10 +224,7 @@ impl Actor for CircuitActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The actor receives no request messages; a small mailbox is enough.
         ctx.set_mailbox_capacity(16);
-        let cfg = &self.shared.cfg;
-        let tick = Duration::from_millis(cfg.open_wait_ms.min(cfg.half_open_timeout_ms) / 4)
-            .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        ctx.run_interval(tick, |act, ctx| {
+        ctx.run_interval(self.shared.tick, |act, ctx| {
             let shared = act.shared.clone();
             let ticked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 shared.tick(Instant::now())

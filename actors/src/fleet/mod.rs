@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! let redis = RedisLimiter::start(settings)?;            // once, inside the actix System
-//! let limiter = RateLimiter::start_global(&cfg, policies, Some((redis, &["user"])))?;
+//! let limiter = RateLimiter::start_global(&cfg, true, policies, Some((redis, &["user"])))?;
 //! ```
 //! The supervised actor owns the Redis client: a `redis` `ConnectionManager` (reconnects
 //! by itself) built once on a dedicated tokio runtime (one thread, `bulkhead-redis`) that

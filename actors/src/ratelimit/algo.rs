@@ -161,6 +161,61 @@ impl Policy {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// How much of its capacity a key has used at `now`, in requests (fractional for
+    /// GCRA): the GCRA debt `TAT - now` in emission intervals, or the sliding window's
+    /// weighted count.
+    fn used(&self, word: u64, now: u64) -> f64 {
+        match self.cfg.algorithm {
+            Algorithm::Gcra => word.saturating_sub(now) as f64 / self.t_ns as f64,
+            Algorithm::SlidingWindow => {
+                let idx = (now / self.window_ns) & IDX_MASK;
+                let e = (now % self.window_ns) as f64;
+                let (prev, cur) = self.counts_at(word, idx);
+                let w = self.window_ns as f64;
+                prev as f64 * (w - e) / w + cur as f64
+            }
+        }
+    }
+
+    /// The word that carries a key's state from `old` (this policy's previous version,
+    /// from before a reload) into this one at `now`: the capacity used stays used, at
+    /// most all of the new capacity, so a quota change gives nobody a fresh burst.
+    /// GCRA keeps its debt in requests (the TAT reinterpreted under the new emission
+    /// interval); the sliding window keeps its counts when its window is unchanged (a
+    /// count does not depend on the quota), and otherwise starts the current window
+    /// with the old weighted count.
+    pub fn carry_over(&self, old: &Policy, word: u64, now: u64) -> u64 {
+        if old.cfg.algorithm == self.cfg.algorithm {
+            match self.cfg.algorithm {
+                Algorithm::Gcra if old.t_ns == self.t_ns => {
+                    return word.min(now.saturating_add(self.tau_ns));
+                }
+                Algorithm::SlidingWindow if old.window_ns == self.window_ns => return word,
+                _ => {}
+            }
+        }
+        let used = old.used(word, now).min(f64::from(self.capacity()));
+        if used <= 0.0 {
+            return 0;
+        }
+        match self.cfg.algorithm {
+            Algorithm::Gcra => {
+                let debt = (used * self.t_ns as f64).ceil() as u64;
+                now.saturating_add(debt.min(self.tau_ns))
+            }
+            Algorithm::SlidingWindow => {
+                let idx = (now / self.window_ns) & IDX_MASK;
+                let cur = (used.ceil() as u64).min(CNT_MASK);
+                (idx << (2 * CNT_BITS)) | cur
+            }
+        }
+    }
+
+    /// Burst capacity (GCRA) or quota (sliding window), in requests.
+    fn capacity(&self) -> u32 {
+        self.cfg.capacity()
+    }
+
     /// True when the key's state equals a fresh key's and has for at least the idle TTL,
     /// so removing it changes no future decision.
     pub fn is_sweepable(&self, word: u64, now: u64, honour_idle: bool) -> bool {
@@ -220,6 +275,7 @@ mod tests {
             window_secs,
             burst: None,
             algorithm,
+            shadow: false,
         };
         Policy::new(cfg, Duration::ZERO)
     }
@@ -263,5 +319,30 @@ mod tests {
         // Two windows later everything has decayed.
         assert!(p.is_sweepable(cell.load(Ordering::Relaxed), 30 * S, false));
         assert!(!p.is_sweepable(cell.load(Ordering::Relaxed), 25 * S, false));
+    }
+
+    #[test]
+    fn a_quota_change_keeps_the_capacity_used() {
+        let old = policy(10, 10, Algorithm::Gcra);
+        let cell = AtomicU64::new(0);
+        for _ in 0..6 {
+            assert!(old.decide(&cell, 0).allowed);
+        }
+        // 6 of 10 used; at 100 per 10 s the same 6 are used of 100: 94 remain, not 100.
+        let raised = policy(100, 10, Algorithm::Gcra);
+        let moved = AtomicU64::new(raised.carry_over(&old, cell.load(Ordering::Relaxed), 0));
+        assert_eq!(raised.decide(&moved, 0).remaining, 93);
+        // Down to 4: all 4 used, the next request waits for one emission interval.
+        let lowered = policy(4, 10, Algorithm::Gcra);
+        let moved = AtomicU64::new(lowered.carry_over(&old, cell.load(Ordering::Relaxed), 0));
+        let denied = lowered.decide(&moved, 0);
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after, Some(Duration::from_millis(2_500)));
+        // Into a sliding window: 6 counted in the current window.
+        let sliding = policy(8, 10, Algorithm::SlidingWindow);
+        let moved = AtomicU64::new(sliding.carry_over(&old, cell.load(Ordering::Relaxed), 0));
+        assert_eq!(sliding.decide(&moved, 0).remaining, 1);
+        // A fresh key stays fresh.
+        assert_eq!(raised.carry_over(&old, 0, 5 * S), 0);
     }
 }

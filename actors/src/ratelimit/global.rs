@@ -47,32 +47,34 @@ impl RateLimiter {
     ) -> Result<Decision, ActorError> {
         let inner = &*self.inner;
         let p = usize::from(policy.0);
-        let compiled = inner
-            .limits
-            .policies
-            .get(p)
-            .ok_or(ActorError::Unavailable)?;
+        // One snapshot of the policies for the whole decision (see `super::reload`).
+        let table = inner.limits.table.load();
+        let current = table.policies.get(p).ok_or(ActorError::Unavailable)?;
         let shard = inner.shard(key);
-        let known = shard
-            .state
-            .buckets
-            .get(&key)
-            .map(|bucket| match &bucket.lease {
+        let known = shard.state.buckets.get(&key).map(|bucket| {
+            // A key not carried over yet is decided under its own generation's policy.
+            let compiled = table.policy_for(p, bucket.gen).unwrap_or(current);
+            let step = match &bucket.lease {
                 None => Step::Done(compiled.decide(&bucket.word, inner.limits.now())),
                 Some(lease) => inner.lease_step(p, compiled, lease),
-            });
-        let step = match known {
-            Some(step) => step,
+            };
+            (step, compiled)
+        });
+        let (step, compiled) = match known {
+            Some(known) => known,
             None => match inner.global_of(p) {
-                None => Step::Done(
-                    ask(&shard.addr, &inner.meter, inner.send_timeout, |reply| {
-                        AdmitKey {
-                            key,
-                            policy: policy.0,
-                            reply,
-                        }
-                    })
-                    .await?,
+                None => (
+                    Step::Done(
+                        ask(&shard.addr, &inner.meter, inner.send_timeout, |reply| {
+                            AdmitKey {
+                                key,
+                                policy: policy.0,
+                                reply,
+                            }
+                        })
+                        .await?,
+                    ),
+                    current,
                 ),
                 Some(_) => {
                     let redis_key = name().into_boxed_str();
@@ -85,7 +87,7 @@ impl RateLimiter {
                         }
                     })
                     .await?;
-                    inner.lease_step(p, compiled, &lease)
+                    (inner.lease_step(p, current, &lease), current)
                 }
             },
         };
@@ -93,7 +95,9 @@ impl RateLimiter {
             Step::Done(v) => v,
             Step::Remote(lease) => inner.remote(p, compiled, &lease).await,
         };
-        Ok(inner.finish(policy, verdict))
+        // Shadow applies here alike to local and global keys: a refusal of a shadow
+        // policy counts `shadow_limited` and is answered as admitted.
+        Ok(inner.finish(policy, compiled, verdict))
     }
 
     /// True while global policies are decided through Redis (not the fallback).
@@ -107,7 +111,7 @@ impl RateLimiter {
 
 impl Inner {
     #[inline]
-    fn global_of(&self, p: usize) -> Option<&RedisLimiter> {
+    pub(super) fn global_of(&self, p: usize) -> Option<&RedisLimiter> {
         let g = self.global.as_ref()?;
         g.policies
             .get(p)

@@ -18,11 +18,23 @@
 //! Many concurrent tasks on one key never exceed the quota: every decision is a CAS on the
 //! same word, and a key is created exactly once, by its shard actor.
 //!
-//! Metric: `bulkhead_ratelimit_decisions_total{policy, outcome="allowed"|"limited"}`.
+//! Live reconfiguration ([`RateLimiter::reconfigure`]): the policies are one snapshot
+//! (`Table`) behind an `ArcSwap`, loaded once per decision (no lock). A reload swaps in
+//! the next generation and asks every shard actor to carry its keys over
+//! ([`Policy::carry_over`]: the capacity a key has used stays used, so nobody gets a
+//! fresh burst). Until its shard has done so, a key is decided under the policy of its
+//! own generation: each bucket records its generation, changed only under the map's
+//! write lock, so a word is never read under the wrong policy.
+//!
+//! A policy with `shadow = true` decides as if enforcing (its state is what enforcing
+//! would leave) but answers allowed; the would-be refusals count as `shadow_limited`.
+//!
+//! Metric: `bulkhead_ratelimit_decisions_total{policy, outcome="allowed"|"limited"|"shadow_limited"}`.
 
 mod algo;
 mod global;
 pub(crate) mod lease;
+mod reload;
 mod shard;
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -31,12 +43,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Addr, Supervisor};
+use arc_swap::ArcSwap;
 use metrics::Counter;
 
 pub use algo::Policy;
 use algo::Verdict;
 use global::Global;
-use shard::{AdmitCounter, AdmitKey, Limits, Poison, ShardActor, ShardState, SweepNow};
+use shard::{AdmitCounter, AdmitKey, Limits, Poison, ShardActor, ShardState, SweepNow, Table};
 
 use crate::config::{Algorithm, PolicyConfig, RateLimiterConfig};
 use crate::fleet::RedisLimiter;
@@ -71,6 +84,7 @@ struct PolicyMeta {
     name: PolicyName,
     allowed: Counter,
     limited: Counter,
+    shadow_limited: Counter,
 }
 
 struct Shard {
@@ -86,6 +100,9 @@ struct Inner {
     meter: Arc<Meter>,
     send_timeout: Duration,
     concurrency_per_key: u32,
+    idle_ttl: Duration,
+    /// One reload at a time; `true` while some shard has keys left to carry over.
+    reload: tokio::sync::Mutex<bool>,
     global: Option<Global>,
 }
 
@@ -102,13 +119,26 @@ impl RateLimiter {
         cfg: &RateLimiterConfig,
         policies: Vec<(PolicyName, PolicyConfig)>,
     ) -> Result<Self, String> {
-        Self::start_global(cfg, policies, None)
+        Self::start_global(cfg, true, policies, None)
     }
 
-    /// Like [`start`](Self::start), with the policies named in `global` decided fleet-wide
-    /// through the Redis limiter (GCRA policies only; see [`lease`] for the bound).
+    /// [`start`](Self::start), possibly disabled (every request allowed, nothing
+    /// counted) until a reload enables it.
+    pub fn start_enabled(
+        cfg: &RateLimiterConfig,
+        enabled: bool,
+        policies: Vec<(PolicyName, PolicyConfig)>,
+    ) -> Result<Self, String> {
+        Self::start_global(cfg, enabled, policies, None)
+    }
+
+    /// Like [`start_enabled`](Self::start_enabled), with the policies named in `global`
+    /// decided fleet-wide through the Redis limiter (GCRA policies only; see [`lease`]
+    /// for the bound). Which policies are global is fixed for the limiter's life; a
+    /// reload may change their quota, window, burst and shadow, not their algorithm.
     pub fn start_global(
         cfg: &RateLimiterConfig,
+        enabled: bool,
         policies: Vec<(PolicyName, PolicyConfig)>,
         global: Option<(RedisLimiter, &[&str])>,
     ) -> Result<Self, String> {
@@ -116,12 +146,7 @@ impl RateLimiter {
             for name in names.iter() {
                 match policies.iter().find(|(n, _)| n == name) {
                     None => return Err(format!("rate_limits.{name}: no such policy")),
-                    Some((_, pc)) if pc.algorithm != Algorithm::Gcra => {
-                        return Err(format!(
-                            "rate_limits.{name}.algorithm must be \"gcra\" for a global limit"
-                        ))
-                    }
-                    Some(_) => {}
+                    Some((_, pc)) => global_gcra(name, pc)?,
                 }
             }
         }
@@ -146,12 +171,18 @@ impl RateLimiter {
             meta.push(PolicyMeta {
                 allowed: decisions(&name, "allowed"),
                 limited: decisions(&name, "limited"),
+                shadow_limited: decisions(&name, "shadow_limited"),
                 name,
             });
         }
         let limits = Arc::new(Limits {
             base: tokio::time::Instant::now(),
-            policies: compiled,
+            table: ArcSwap::from_pointee(Table {
+                gen: 0,
+                enabled,
+                policies: compiled,
+                previous: Vec::new(),
+            }),
         });
         let meter = Arc::new(Meter::new("rate_limiter"));
         let shards = (0..cfg.effective_shards())
@@ -179,9 +210,16 @@ impl RateLimiter {
                 meter,
                 send_timeout: Duration::from_millis(cfg.send_timeout_ms),
                 concurrency_per_key: cfg.concurrency_per_key,
+                idle_ttl: idle,
+                reload: tokio::sync::Mutex::new(false),
                 global,
             }),
         })
+    }
+
+    /// Whether limits are enforced (or shadowed) at all (`rate_limits.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.inner.limits.table.load().enabled
     }
 
     /// The id of a configured policy.
@@ -317,25 +355,41 @@ impl Inner {
         &self.shards[i]
     }
 
-    fn finish(&self, policy: PolicyId, v: Verdict) -> Decision {
-        let p = usize::from(policy.0);
-        let meta = &self.meta[p];
-        if v.allowed {
+    fn finish(&self, policy: PolicyId, compiled: &Policy, v: Verdict) -> Decision {
+        let meta = &self.meta[usize::from(policy.0)];
+        let cfg = &compiled.cfg;
+        let (allowed, retry_after) = if v.allowed {
             meta.allowed.increment(1);
+            (true, None)
+        } else if cfg.shadow {
+            // Decided and counted, refused by nobody: answered as admitted.
+            meta.shadow_limited.increment(1);
+            (true, None)
         } else {
             meta.limited.increment(1);
-        }
-        let cfg = &self.limits.policies[p].cfg;
+            (false, v.retry_after)
+        };
         Decision {
-            allowed: v.allowed,
+            allowed,
             limit: cfg.capacity(),
             remaining: v.remaining,
             reset: v.reset,
-            retry_after: v.retry_after,
+            retry_after,
             quota: cfg.quota,
             window_secs: cfg.window_secs,
             policy,
         }
+    }
+}
+
+/// A global policy must stay GCRA: Redis evaluates GCRA only.
+fn global_gcra(name: &str, pc: &PolicyConfig) -> Result<(), String> {
+    if pc.algorithm == Algorithm::Gcra {
+        Ok(())
+    } else {
+        Err(format!(
+            "rate_limits.{name}.algorithm must be \"gcra\" for a global limit"
+        ))
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::algo::{Policy, Verdict};
@@ -52,6 +53,10 @@ pub struct Bucket {
     /// lease, which decisions already hold).
     pub word: AtomicU64,
     pub policy: u16,
+    /// The policy table generation `word` is in. Changed only under the map's write
+    /// lock (by [`Reconfigure`]), so a reader holding the key's read guard sees a word
+    /// and its generation that belong together.
+    pub gen: u32,
     /// `Some` for a key of a global policy: its lease of Redis tokens.
     pub lease: Option<Arc<Lease>>,
 }
@@ -73,10 +78,35 @@ impl ShardState {
     }
 }
 
+/// One version of the policies. A reload swaps in the next generation, keeping the
+/// one before it for the keys not carried over yet.
+pub struct Table {
+    pub gen: u32,
+    pub enabled: bool,
+    pub policies: Vec<Policy>,
+    /// Generation `gen - 1` (empty at start).
+    pub previous: Vec<Policy>,
+}
+
+impl Table {
+    /// The policy a key's word is decided under: its own generation's. A word of an
+    /// older generation than the previous one (a carry-over that failed twice) is
+    /// decided under the current policy as it is.
+    #[inline]
+    pub fn policy_for(&self, policy: usize, gen: u32) -> Option<&Policy> {
+        if gen != self.gen && gen.wrapping_add(1) == self.gen {
+            if let Some(p) = self.previous.get(policy) {
+                return Some(p);
+            }
+        }
+        self.policies.get(policy)
+    }
+}
+
 /// Clock and policies, shared by handle and shards.
 pub struct Limits {
     pub base: tokio::time::Instant,
-    pub policies: Vec<Policy>,
+    pub table: ArcSwap<Table>,
 }
 
 impl Limits {
@@ -122,9 +152,12 @@ impl Supervised for ShardActor {
 /// the idle TTL) and concurrency counters nobody holds. Returns how many buckets went.
 pub fn sweep(state: &ShardState, limits: &Limits, honour_idle: bool) -> usize {
     let now = limits.now();
+    let table = limits.table.load();
     let before = state.buckets.len();
     state.buckets.retain(|_, b| {
-        let policy = &limits.policies[usize::from(b.policy)];
+        let Some(policy) = table.policy_for(usize::from(b.policy), b.gen) else {
+            return true;
+        };
         match &b.lease {
             None => !policy.is_sweepable(b.word.load(Ordering::Acquire), now, honour_idle),
             Some(lease) => {
@@ -158,10 +191,15 @@ impl Handler<AdmitKey> for ShardActor {
     fn handle(&mut self, msg: AdmitKey, ctx: &mut Self::Context) {
         let (state, limits) = (&self.state, &self.limits);
         contain::<Self, _>(ctx, &self.meter, Some(msg.reply), || {
-            let policy = &limits.policies[usize::from(msg.policy)];
+            let table = limits.table.load();
+            let p = usize::from(msg.policy);
             if let Some(bucket) = state.buckets.get(&msg.key) {
+                let policy = table
+                    .policy_for(p, bucket.gen)
+                    .ok_or(ActorError::Unavailable)?;
                 return Ok(policy.decide(&bucket.word, limits.now()));
             }
+            let policy = table.policies.get(p).ok_or(ActorError::Unavailable)?;
             if state.buckets.len() >= state.max_keys && sweep(state, limits, false) == 0 {
                 tracing::warn!("rate limiter shard full; refusing a new key");
                 return Err(ActorError::Overloaded {
@@ -171,8 +209,10 @@ impl Handler<AdmitKey> for ShardActor {
             let bucket = state.buckets.entry(msg.key).or_insert_with(|| Bucket {
                 word: AtomicU64::new(0),
                 policy: msg.policy,
+                gen: table.gen,
                 lease: None,
             });
+            let policy = table.policy_for(p, bucket.gen).unwrap_or(policy);
             Ok(policy.decide(&bucket.word, limits.now()))
         });
     }
@@ -207,9 +247,10 @@ impl Handler<AdmitLease> for ShardActor {
             let bucket = state.buckets.entry(msg.key).or_insert_with(|| Bucket {
                 word: AtomicU64::new(0),
                 policy: msg.policy,
+                gen: limits.table.load().gen,
                 lease: Some(Arc::new(Lease::new(msg.redis_key))),
             });
-            // A key is global or not for the process's life (policies are fixed at start).
+            // A key is global or not for the process's life (which policies are global is fixed at start).
             bucket.lease.clone().ok_or(ActorError::Unavailable)
         });
     }
@@ -241,6 +282,46 @@ impl Handler<AdmitCounter> for ShardActor {
                 }
             }
             Ok(state.concurrency.entry(msg.key).or_default().clone())
+        });
+    }
+}
+
+/// Carries every key of the shard over to the current policy generation (after a
+/// reload swapped it in). Each map shard is rewritten under its write lock, so no
+/// decision runs on a word while it changes generation.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub reply: Reply<usize>,
+}
+
+impl Handler<Reconfigure> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        let (state, limits) = (&self.state, &self.limits);
+        contain::<Self, _>(ctx, &self.meter, Some(msg.reply), || {
+            let table = limits.table.load();
+            let now = limits.now();
+            let mut moved = 0;
+            state.buckets.retain(|_, b| {
+                if b.gen != table.gen {
+                    let p = usize::from(b.policy);
+                    // A global key's state is in Redis and its lease (see `super::reload`):
+                    // only its generation moves.
+                    if let (None, Some(old), Some(new)) =
+                        (&b.lease, table.policy_for(p, b.gen), table.policies.get(p))
+                    {
+                        let word = b.word.load(Ordering::Acquire);
+                        b.word
+                            .store(new.carry_over(old, word, now), Ordering::Release);
+                    }
+                    b.gen = table.gen;
+                    moved += 1;
+                }
+                true
+            });
+            Ok(moved)
         });
     }
 }

@@ -225,3 +225,34 @@ async fn not_found_is_shared_but_not_cached() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 3);
 }
+
+/// A reload's capacity and TTL: entries beyond the new capacity are evicted at once, and
+/// none outlives the new TTL from the reload.
+#[actix_rt::test]
+async fn reconfigured_capacity_and_ttl_apply_to_existing_entries() {
+    tokio::time::pause();
+    let c = cache(cfg());
+    settle().await;
+    for n in 0..100 {
+        c.insert(key(n), Arc::new(format!("v{n}"))).await.unwrap();
+    }
+    assert_eq!(c.len(), 100);
+    c.reconfigure(&CacheConfig {
+        capacity: 40,
+        ttl_secs: 5,
+        ..cfg()
+    })
+    .await
+    .unwrap();
+    assert!(c.len() <= 40, "{} entries over a capacity of 40", c.len());
+    let kept = (0..100)
+        .find(|n| c.get(&key(*n)).is_some())
+        .expect("some kept");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(
+        c.get(&key(kept)).is_none(),
+        "the new 5 s TTL counts from the reload"
+    );
+    let shards = c.reconfigure(&CacheConfig { shards: 3, ..cfg() }).await;
+    assert!(shards.unwrap_err().contains("cache.shards"));
+}

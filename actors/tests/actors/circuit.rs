@@ -213,3 +213,29 @@ async fn call_helper_classifies() {
         Err(ActorError::CircuitOpen { .. })
     ));
 }
+
+/// A reload's thresholds apply to the next call; its open wait counts from the trip.
+#[actix_rt::test]
+async fn reconfigured_thresholds_and_waits_apply_at_once() {
+    let c = start(cfg());
+    for _ in 0..2 {
+        call(&c, Outcome::Failure);
+    }
+    c.reconfigure(CircuitConfig {
+        minimum_calls: 3,
+        open_wait_ms: 1_000,
+        ..cfg()
+    })
+    .unwrap();
+    call(&c, Outcome::Failure);
+    assert_eq!(c.state(), CircuitState::Open, "3 calls now make a rate");
+    tokio::time::advance(Duration::from_millis(1_000)).await;
+    assert!(c.try_acquire().is_ok(), "half-open after the new 1 s wait");
+    let bad = c.reconfigure(CircuitConfig {
+        failure_rate_threshold: 2.0,
+        ..cfg()
+    });
+    assert!(bad
+        .unwrap_err()
+        .contains("circuits.postgres.failure_rate_threshold"));
+}

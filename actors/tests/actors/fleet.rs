@@ -41,13 +41,18 @@ fn settings(url: &str, prefix: &str, fleet_size: u32, timeout: Duration) -> Redi
     }
 }
 
-fn instance(quota: u32, redis: Option<RedisSettings>) -> (RateLimiter, PolicyId) {
-    let policy = PolicyConfig {
+fn gcra(quota: u32) -> PolicyConfig {
+    PolicyConfig {
         quota,
         window_secs: WINDOW_SECS,
         burst: None,
         algorithm: Algorithm::Gcra,
-    };
+        shadow: false,
+    }
+}
+
+fn instance(quota: u32, redis: Option<RedisSettings>) -> (RateLimiter, PolicyId) {
+    let policy = gcra(quota);
     let cfg = RateLimiterConfig {
         shards: 2,
         ..Default::default()
@@ -58,7 +63,7 @@ fn instance(quota: u32, redis: Option<RedisSettings>) -> (RateLimiter, PolicyId)
             &["user"][..],
         )
     });
-    let rl = RateLimiter::start_global(&cfg, vec![("user".into(), policy)], global)
+    let rl = RateLimiter::start_global(&cfg, true, vec![("user".into(), policy)], global)
         .expect("valid config");
     let id = rl.policy("user").expect("configured");
     (rl, id)
@@ -191,4 +196,67 @@ async fn heartbeats_count_the_instances() {
     let c = RedisLimiter::start(settings(&redis.url(), "hb", 5, timeout)).unwrap();
     c.heartbeat_now().await.unwrap();
     assert_eq!(c.fleet_size(), 5);
+}
+
+/// A reload reaches global keys: a lowered quota is in force on the next decisions
+/// (Redis's TAT kept, so no fresh burst; leases resized at their next refill), shadow
+/// refuses nothing on a spent global key, enforcing again refuses it, and a global
+/// policy cannot be reloaded into a sliding window.
+#[actix_rt::test]
+async fn a_reload_reaches_global_keys() {
+    let redis = RedisServer::start();
+    let (rl, user) = instance(
+        100,
+        Some(settings(&redis.url(), "rl", 1, Duration::from_millis(500))),
+    );
+    let fleet = [(rl.clone(), user)];
+    settle().await;
+    let (allowed, _) = spread(&fleet, 9, 60).await;
+    assert_eq!(allowed, 60, "within the burst of 100");
+
+    rl.reconfigure(true, vec![("user".into(), gcra(50))])
+        .await
+        .expect("a quota change of a global policy applies");
+    // 60 of 100 used is 36 s of debt; under 50 a minute (1.2 s a token, 60 s of
+    // tolerance) about 20 more fit, plus at most one lease (floor(0.05 * 100) = 5)
+    // held from before: far below the fresh burst of 50.
+    let (allowed, _) = spread(&fleet, 9, 100).await;
+    assert!(
+        (1..=30).contains(&allowed),
+        "admitted {allowed} after lowering the quota to 50"
+    );
+
+    rl.reconfigure(
+        true,
+        vec![(
+            "user".into(),
+            PolicyConfig {
+                shadow: true,
+                ..gcra(50)
+            },
+        )],
+    )
+    .await
+    .unwrap();
+    for i in 0..20 {
+        let d = rl.check_named(user, 9, || "user-9".into()).await.unwrap();
+        assert!(d.allowed, "request {i} refused in shadow mode");
+        assert_eq!(d.retry_after, None);
+    }
+    rl.reconfigure(true, vec![("user".into(), gcra(50))])
+        .await
+        .unwrap();
+    let d = rl.check_named(user, 9, || "user-9".into()).await.unwrap();
+    assert!(!d.allowed, "the spent global key is refused once enforced");
+    assert!(rl.is_global());
+
+    let sliding = PolicyConfig {
+        algorithm: Algorithm::SlidingWindow,
+        ..gcra(50)
+    };
+    let err = rl
+        .reconfigure(true, vec![("user".into(), sliding)])
+        .await
+        .unwrap_err();
+    assert!(err.contains("rate_limits.user.algorithm"), "{err}");
 }

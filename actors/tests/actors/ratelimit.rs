@@ -14,6 +14,7 @@ fn policy(quota: u32, window_secs: u64, algorithm: Algorithm) -> PolicyConfig {
         window_secs,
         burst: None,
         algorithm,
+        shadow: false,
     }
 }
 
@@ -331,4 +332,115 @@ async fn pinned_future_helper_works() {
     // Sanity check of the poll_once helper used above.
     let fut = pin!(async { 7 });
     assert_eq!(poll_once(fut), Poll::Ready(7));
+}
+
+/// A reload keeps what each key has used: 6 of 10 used, the quota raised to 100 leaves
+/// 94 (not a fresh 100), lowered to 4 leaves none.
+#[actix_rt::test]
+async fn a_quota_change_gives_no_fresh_burst() {
+    tokio::time::pause();
+    let rl = limiter(small(), policy(10, 60, Algorithm::Gcra));
+    settle().await;
+    let user = rl.policy("user").unwrap();
+    for _ in 0..6 {
+        assert!(rl.check(user, "k").await.unwrap().allowed);
+    }
+    let moved = rl
+        .reconfigure(
+            true,
+            vec![("user".into(), policy(100, 60, Algorithm::Gcra))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let d = rl.check(user, "k").await.unwrap();
+    assert!(d.allowed);
+    assert_eq!((d.quota, d.remaining), (100, 93));
+    assert_eq!(rl.check(user, "fresh").await.unwrap().remaining, 99);
+    rl.reconfigure(true, vec![("user".into(), policy(4, 60, Algorithm::Gcra))])
+        .await
+        .unwrap();
+    let d = rl.check(user, "k").await.unwrap();
+    assert!(!d.allowed, "7 used of a quota of 4");
+    assert_eq!(d.retry_after, Some(Duration::from_secs(15)));
+    let renamed = rl
+        .reconfigure(true, vec![("other".into(), policy(4, 60, Algorithm::Gcra))])
+        .await;
+    assert!(renamed.is_err(), "policies are fixed at start");
+}
+
+/// 8 threads hammer one key while the policy moves from GCRA to the sliding window with
+/// the same quota: the carried-over count and the decisions racing the reload together
+/// never admit more than the quota.
+#[actix_rt::test]
+async fn decisions_racing_a_reload_never_exceed_the_quota() {
+    let rl = limiter(small(), policy(1_000, 3600, Algorithm::Gcra));
+    settle().await;
+    let user = rl.policy("user").unwrap();
+    let allowed = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (rl, allowed) = (rl.clone(), allowed.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    // 1,600 checks over ~4 ms: the reload lands while the quota has room.
+                    for _ in 0..200 {
+                        if rl.check(user, "hot").await.unwrap().allowed {
+                            allowed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::sleep(Duration::from_micros(20));
+                    }
+                })
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let before = allowed.load(Ordering::SeqCst);
+    rl.reconfigure(
+        true,
+        vec![("user".into(), policy(1_000, 3600, Algorithm::SlidingWindow))],
+    )
+    .await
+    .unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let allowed = allowed.load(Ordering::SeqCst);
+    assert!(before < 1_000, "the reload came after the quota was spent");
+    assert!(
+        (999..=1_000).contains(&allowed),
+        "{allowed} allowed of 1000"
+    );
+}
+
+/// Shadow: decided and counted, refused by nobody; the state is what enforcing leaves.
+#[actix_rt::test]
+async fn a_shadow_policy_refuses_nothing() {
+    tokio::time::pause();
+    let shadow = PolicyConfig {
+        shadow: true,
+        ..policy(5, 60, Algorithm::Gcra)
+    };
+    let rl = limiter(small(), shadow);
+    settle().await;
+    let user = rl.policy("user").unwrap();
+    for i in 0..8 {
+        let d = rl.check(user, "k").await.unwrap();
+        assert!(d.allowed, "request {i} refused in shadow mode");
+        assert_eq!(d.retry_after, None);
+    }
+    // Enforced again: the key is where enforcing would have left it (5 used).
+    rl.reconfigure(true, vec![("user".into(), policy(5, 60, Algorithm::Gcra))])
+        .await
+        .unwrap();
+    assert!(!rl.check(user, "k").await.unwrap().allowed);
+    assert!(rl.enabled());
+    rl.reconfigure(false, vec![("user".into(), policy(5, 60, Algorithm::Gcra))])
+        .await
+        .unwrap();
+    assert!(!rl.enabled());
 }

@@ -23,6 +23,7 @@ use super::request::RequestContext;
 use crate::error::{retry_after_secs, ApiError, ErrorCode};
 use crate::http::state::AppState;
 use crate::http::support::caller::Caller;
+use crate::service::caller::as_caller;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -34,15 +35,6 @@ pub async fn middleware<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    let limiter = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.svc.limiter.clone());
-    let Some((limiter, policies)) = limiter else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
     // The path as the router matches it (percent-decoded), not as the client spelt it:
     // `/%61pi/v1/auth/token` is the login route and is limited like it.
     if !req.match_info().as_str().starts_with("/api/") || req.method() == Method::OPTIONS {
@@ -51,15 +43,39 @@ pub async fn middleware<B: MessageBody>(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let (policy, name, key, user) = {
+    let (key, user) = {
         let ext = req.extensions();
         match ext.get::<Caller>() {
-            Some(c) => (policies.user, "user", user_key(c.id), Some(c.id)),
+            Some(c) => (user_key(c.id), Some(c.id)),
             None => {
                 let ip = ext.get::<RequestContext>().and_then(|c| c.client_ip);
-                (policies.ip, "ip", ip_key(ip), None)
+                (ip_key(ip), None)
             }
         }
+    };
+    // The handler's store calls queue in the bulkheads as this caller (fair queues).
+    as_caller(key, limit(req, next, key, user)).await
+}
+
+async fn limit<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+    key: u64,
+    user: Option<uuid::Uuid>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let limiter = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.svc.limiter.clone())
+        .filter(|(limiter, _)| limiter.enabled());
+    let Some((limiter, policies)) = limiter else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let (policy, name) = match user {
+        Some(_) => (policies.user, "user"),
+        None => (policies.ip, "ip"),
     };
     // Names the key in Redis (global limits): called once per key and process, when the
     // key is new here, so the common path pays nothing for it.
@@ -233,7 +249,8 @@ impl AsRef<[u8]> for Line {
 fn fixed_values(name: &'static str, d: &Decision) -> (HeaderValue, HeaderValue) {
     type Key = (&'static str, u32, u64, u32);
     thread_local! {
-        // A handful of policies (user, ip, login); a configuration change restarts.
+        // A handful of policies (user, ip, login), and a few more after reloads change
+        // their quotas: the cache is bounded below, and a miss only formats the value.
         static FIXED: std::cell::RefCell<Vec<(Key, HeaderValue, HeaderValue)>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }

@@ -112,7 +112,8 @@ pub async fn middleware(
     );
     let status = res.status().as_u16();
     record_metrics(&method, route, status, elapsed);
-    if state.as_ref().is_none_or(|s| s.config.log.access_log) {
+    // `log.access_log` is the filter's `access` directive, which a reload can change.
+    if tracing::enabled!(target: crate::telemetry::ACCESS_TARGET, tracing::Level::INFO) {
         let user = http_req.extensions().get::<Caller>().map(|c| c.id);
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,

@@ -122,6 +122,13 @@ impl Store for PgStore {
         Ok(())
     }
 
+    /// deadpool's `resize`: a smaller pool drops idle connections at once and the rest
+    /// as they are returned; a larger one opens connections on demand.
+    fn resize_pools(&self, read: usize, write: usize) {
+        self.read.resize(read);
+        self.write.resize(write);
+    }
+
     fn pool_status(&self) -> Vec<(&'static str, deadpool_postgres::Status)> {
         vec![("read", self.read.status()), ("write", self.write.status())]
     }
