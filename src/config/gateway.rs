@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BulkheadConfig, CircuitConfig, Secret};
+use bulkhead_actors::config::{BulkheadConfig, CircuitConfig};
+
+use super::error::{invalid, ConfigError};
+use super::secret::Secret;
 
 /// Path prefixes the API serves itself: a gateway route may not shadow them (nor they it).
 /// `tests/gateway` checks that every `/api/` route the app registers is under one of them.
@@ -172,10 +175,10 @@ fn default_part_timeout_ms() -> u64 {
     300
 }
 
-type Invalid = super::ConfigError;
+type Invalid = ConfigError;
 
 fn bad(key: String, message: impl Into<String>) -> Result<(), Invalid> {
-    Err(super::ConfigError::Invalid {
+    Err(ConfigError::Invalid {
         key,
         message: message.into(),
     })
@@ -186,10 +189,10 @@ impl GatewayConfig {
         let u = &self.upstream;
         u.bulkhead()
             .validate()
-            .map_err(|m| super::invalid("gateway.upstream", m))?;
+            .map_err(|m| invalid("gateway.upstream", m))?;
         u.circuit
             .validate()
-            .map_err(|m| super::invalid("gateway.upstream.circuit", m))?;
+            .map_err(|m| invalid("gateway.upstream.circuit", m))?;
         if !(u.retry_budget_percent.is_finite() && (0.0..=1000.0).contains(&u.retry_budget_percent))
         {
             return bad(

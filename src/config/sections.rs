@@ -9,6 +9,8 @@ use bulkhead_actors::config::{
     BulkheadConfig, CacheConfig, CircuitConfig, PolicyConfig, RateLimiterConfig,
 };
 
+use super::events::EventsConfig;
+use super::gateway::GatewayConfig;
 use super::invalidation::{InvalidationConfig, UsersCacheConfig};
 use super::redis::RedisConfig;
 use super::secret::{DatabaseUrl, Secret};
@@ -29,8 +31,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Redis for global rate limits (`src/config/redis.rs`).
     pub redis: RedisConfig,
-    pub gateway: super::GatewayConfig,
-    pub events: super::EventsConfig,
+    pub gateway: GatewayConfig,
+    pub events: EventsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The gateway: Bulkhead in front of upstream HTTP services (API.md, "Gateway and BFF").
-//! No actix-web here; `http::gateway` adapts actix requests to [`Outbound`] and
-//! [`Inbound`] back to responses.
+//! No actix-web here; `http::routes::gateway` adapts actix requests to
+//! [`forward::Outbound`] and [`forward::Inbound`] back to responses.
 //!
 //! ```text
 //! let route = gateway.route_for(path)?;                 // longest-free prefix match
@@ -26,7 +26,7 @@
 mod balance;
 pub mod body;
 mod budget;
-mod forward;
+pub mod forward;
 pub mod headers;
 pub mod overview;
 mod runtime;
@@ -43,7 +43,6 @@ use serde::Serialize;
 pub use balance::Balancer;
 pub use body::{BodyError, Chunk, RequestBody};
 pub use budget::RetryBudget;
-pub use forward::{GatewayError, Inbound, Outbound};
 use runtime::{HttpClient, UpstreamRuntime};
 
 use crate::config::{

@@ -7,8 +7,9 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Method};
 use tokio::time::Instant;
 
+use super::forward::{GatewayError, Outbound};
 use super::headers::{self, Identity};
-use super::{Gateway, GatewayError, Outbound, RequestBody, RouteTable};
+use super::{Gateway, RequestBody, RouteTable};
 use crate::config::OverviewPartConfig;
 
 /// Largest part accepted: the overview is one JSON document, built in memory.

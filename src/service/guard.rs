@@ -4,11 +4,8 @@
 //! store, run by [`Guarded::read`] or [`Guarded::write`]: admitted by the `db_read` or
 //! `db_write` bulkhead (concurrency limit, bounded queue, queue deadline), then, on
 //! Postgres, through the Postgres circuit, with `StoreError`/`ActorError` mapped to the
-//! contract's codes (`crate::error`). A flow of several writes that must not be cut in
-//! the middle by admission (an order's claim, creation and release) holds one `db_write`
-//! slot for all its steps ([`Guarded::hold_write`]); each step still goes through the
-//! circuit. Every admission queues as the request's caller ([`super::caller`]), so the
-//! bulkheads' queues are fair between callers.
+//! contract's codes (`crate::error`). Every admission queues as the request's caller
+//! ([`super::caller`]), so the bulkheads' queues are fair between callers.
 
 use std::future::Future;
 use std::sync::Arc;

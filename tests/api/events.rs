@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::events_nats::{kinds_of, Nats, StreamEvent};
+use crate::helpers::nats::{kinds_of, Nats, StreamEvent};
 use crate::helpers::shop::{create_product, items, new_key, place, product_body};
 use crate::helpers::{spawn_app_with, StoreKind, TestApp};
 
@@ -177,16 +177,6 @@ async fn every_event_type_with_its_payload_postgres() {
 #[actix_web::test]
 async fn every_event_type_with_its_payload_memory() {
     every_type_with_its_payload(StoreKind::Memory).await;
-}
-
-/// The value of an unlabelled series (gauges are per process: tests that read them run
-/// the binary as a process of its own, `events_process.rs`) in a Prometheus exposition.
-pub fn metric(exposition: &str, name: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// A transaction that fails at COMMIT, after it wrote its order and its event, leaves

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::events::metric;
-use crate::events_nats::{free_port, Nats, StreamEvent};
+use crate::helpers::nats::{free_port, metric, Nats, StreamEvent};
 use crate::helpers::{TestDatabase, ADMIN_EMAIL, ADMIN_PASSWORD};
 
 const WITHIN: Duration = Duration::from_secs(30);

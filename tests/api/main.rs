@@ -9,7 +9,6 @@ mod auth_tokens;
 mod bootstrap;
 mod errors;
 mod events;
-mod events_nats;
 mod events_process;
 mod fuzz;
 mod health;

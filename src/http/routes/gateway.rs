@@ -1,5 +1,5 @@
 //! The gateway's HTTP side: requests matching a `[[gateway.routes]]` prefix (tried before
-//! the 404 answer) are adapted to `gateway::Outbound`, and the upstream's answer streams
+//! the 404 answer) are adapted to `gateway::forward::Outbound`, and the upstream's answer streams
 //! back as the response. Authentication and rate limits have already run (the route's
 //! prefix is under `/api/`, which both middlewares cover).
 //!
@@ -25,8 +25,9 @@ use tokio::sync::mpsc;
 use crate::config::RouteAuth;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::body::CHANNEL_CHUNKS;
+use crate::gateway::forward::{GatewayError, Inbound, Outbound};
 use crate::gateway::headers::{self as gw_headers, Identity};
-use crate::gateway::{BodyError, Chunk, GatewayError, Inbound, Outbound, RequestBody};
+use crate::gateway::{BodyError, Chunk, RequestBody};
 use crate::http::middleware::request::{Passthrough, RequestContext, RouteLabel};
 use crate::http::state::AppState;
 use crate::http::support::caller::Caller;

@@ -47,7 +47,7 @@ pub struct PgStore {
     /// The connection settings, for the outbox relay's own connection.
     pg: tokio_postgres::Config,
     /// `Some` when events are on: every change to a user or an order writes one.
-    outbox: Option<outbox::Outbox>,
+    outbox: Option<Outbox>,
     events: Option<crate::config::EventsConfig>,
 }
 
@@ -95,7 +95,7 @@ impl PgStore {
     pub fn with_events(mut self, events: &crate::config::EventsConfig) -> Self {
         if events.enabled() {
             let wake = Arc::new(Wake::new(Duration::from_millis(events.notify_interval_ms)));
-            self.outbox = Some(outbox::Outbox { wake });
+            self.outbox = Some(Outbox { wake });
             self.events = Some(events.clone());
         }
         self
@@ -142,6 +142,12 @@ impl Store for PgStore {
             Duration::from_millis(events.connect_timeout_ms),
         )))
     }
+}
+
+/// Events are on: the handle the relay of this process waits on (`outbox.rs` writes).
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    pub(crate) wake: Arc<Wake>,
 }
 
 fn pool_err(e: PoolError) -> StoreError {

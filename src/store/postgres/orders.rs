@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::idempotency;
-use super::outbox::Outbox;
+use super::Outbox;
 use super::{pg_err, PgStore};
 use crate::domain::order::{
     IdempotentRequest, NewOrder, Order, OrderItem, OrderQuery, OrderStatus, Placed,

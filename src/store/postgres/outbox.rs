@@ -4,24 +4,16 @@
 //! Callers write the event *after* the statement that locks (or creates) the resource's
 //! row, so the row's `seq` follows every earlier committed change of that resource.
 
-use std::sync::Arc;
-
 use deadpool_postgres::GenericClient;
 
-use super::pg_err;
-use crate::events::{Event, Wake};
+use super::{pg_err, Outbox};
+use crate::events::Event;
 use crate::store::StoreError;
 
 const INSERT: &str = "INSERT INTO outbox (id, kind, payload) VALUES ($1, $2, $3)";
 /// The same row, plus a NOTIFY delivered at commit (one statement, one round trip).
 const INSERT_NOTIFY: &str = "INSERT INTO outbox (id, kind, payload)
      SELECT $1, $2, $3 FROM (SELECT pg_notify('bulkhead_outbox', '')) AS n";
-
-/// Events are on: the handle the relay of this process waits on.
-#[derive(Clone)]
-pub(crate) struct Outbox {
-    pub(crate) wake: Arc<Wake>,
-}
 
 impl Outbox {
     /// Insert `event` in the transaction `c` is in.

@@ -4,13 +4,15 @@
 //! Here: `spawn_app()`, a running Bulkhead on a free port, on Postgres (a fresh database
 //! per test, dropped afterwards) or on the in-memory store, with typed request helpers.
 //! Beside it: `shop.rs` (products and orders through the API), `users.rs` (users through
-//! the API), `store.rs` (a migrated Postgres store below HTTP), `tools.rs` (external
-//! tools: promtool, schemathesis, Prometheus), `proxy.rs` (a TCP proxy that can cut a
-//! dependency off).
+//! the API), `store.rs` (a migrated Postgres store below HTTP), `nats.rs` (a
+//! `nats-server -js` of the test's own, a reader of the events stream, metric values),
+//! `tools.rs` (external tools: promtool, schemathesis, Prometheus), `proxy.rs` (a TCP
+//! proxy that can cut a dependency off).
 
 // Shared fixtures: each test module uses its own subset.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod proxy;
 pub mod shop;
 pub mod store;

@@ -158,3 +158,13 @@ pub fn kinds_of<'a>(events: &'a [StreamEvent], id: &str) -> Vec<&'a str> {
         .map(|e| e.kind().trim_start_matches("com.bulkhead."))
         .collect()
 }
+
+/// The value of an unlabelled series (gauges are per process: tests that read them run
+/// the binary as a process of its own, `events_process.rs`) in a Prometheus exposition.
+pub fn metric(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
