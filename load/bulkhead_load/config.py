@@ -73,6 +73,7 @@ class Settings:
     wrk: str = ""
     oha: str = ""
     db_url: str = ""
+    services: dict = field(default_factory=dict)  # nginx, redis-server, ... -> path
 
 
 def parser():
