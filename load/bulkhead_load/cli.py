@@ -43,6 +43,8 @@ def measure_all(st, report):
         report.memory_100k = memory_run(st)
         return
     full_run(st, report)
+    if not report.floor:  # opt-in scenarios alone: nothing to take ratios of
+        return
     add_ratios(report)
     report.versus = {name: vs for name in BASELINE_TARGETS
                      if (vs := versus(report, name)) is not None}

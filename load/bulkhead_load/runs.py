@@ -211,7 +211,10 @@ def full_run(st, report):
               products_file=products_file, s1_path=s1_path)
     me_args = ["mode=me", f"path={s1_path}", f"tokens={tokens_file}"]
     if standalone(st.only):
+        # The opt-in scenarios start their own servers on the seeded database; the seeding
+        # server would only hold Postgres connections they need.
         log(f"only opt-in scenarios ({', '.join(st.only)}): no head-to-head")
+        run.srv.stop()
     else:
         # Cache warm-up before anything is measured: every user once at least.
         wrk(st, srv.port, max(st.warmup, 2), me_args)

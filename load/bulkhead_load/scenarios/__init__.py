@@ -60,7 +60,7 @@ class Run:
     run on, what seeding wrote, and the report it adds its results to."""
 
     st: object  # config.Settings
-    srv: object  # procs.Server
+    srv: object  # procs.Server (stopped before the scenarios of a standalone run)
     report: Report
     users: list  # [(id, email, token)]
     tokens_file: str

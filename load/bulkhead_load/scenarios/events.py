@@ -20,6 +20,7 @@ import asyncio
 import datetime
 import json
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -173,10 +174,18 @@ def rnd(x):
     return None if x is None else round(x, 2)
 
 
-def outbox_figures():
-    size, rows = psql("SELECT pg_total_relation_size('outbox'), count(*) FROM outbox",
-                      db=DB_NAME).strip().split("|")
-    return int(size), int(rows)
+def outbox_figures(tries=5):
+    """(bytes of the outbox with its indexes and TOAST, rows)."""
+    for attempt in range(tries):
+        try:
+            size, rows = psql("SELECT pg_total_relation_size('outbox'), count(*) "
+                              "FROM outbox", db=DB_NAME).strip().split("|")
+            return int(size), int(rows)
+        except subprocess.CalledProcessError as e:
+            log(f"  psql: {e.stderr.strip()}")
+            if attempt == tries - 1:
+                raise
+            time.sleep(1)
 
 
 def metric(port, name):
@@ -269,7 +278,12 @@ def events(run):
         raise SystemExit("s7_events needs the Python module nats (pip install nats-py, or "
                          "load/run install-tools)")
     natsd = start_nats(st)
-    alike = {"BULKHEAD__BULKHEADS__DB_WRITE__QUEUE_TIMEOUT_MS": "5000"}
+    # Started alike: a write-queue deadline long enough that 503 shedding does not
+    # decide the comparison; read pools of 4 (orders write through the write pool), so
+    # two servers fit Postgres's 100 connections beside other work.
+    alike = {"BULKHEAD__BULKHEADS__DB_WRITE__QUEUE_TIMEOUT_MS": "5000",
+             "BULKHEAD__DATABASE__READ_POOL_SIZE": "4",
+             "BULKHEAD__BULKHEADS__DB_READ__MAX_CONCURRENT": "4"}
     off = start_bulkhead(st, False, "events-off", alike)
     on = start_bulkhead(st, False, "events-on", {
         **alike, "BULKHEAD__EVENTS__NATS_URL": f"nats://127.0.0.1:{natsd.port}"})
