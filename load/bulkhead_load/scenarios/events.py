@@ -29,6 +29,7 @@ from ..client import Client
 from ..config import DB_NAME, ME_PATH, log
 from ..generators import wrk
 from ..procs import psql, start_bulkhead
+from ..sampling import gauge
 from ..services import CpuGroup, percentile, start_nats
 from . import measure, scenario
 
@@ -188,14 +189,6 @@ def outbox_figures(tries=5):
             time.sleep(1)
 
 
-def metric(port, name):
-    _, _, body = Client(port).request("GET", "/metrics", timeout=5)
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def outage(run, on, natsd):
     st = run.st
     size0, rows0 = outbox_figures()
@@ -205,15 +198,15 @@ def outage(run, on, natsd):
     w = wrk(st, on.port, OUTAGE_S, orders_args(run), count_status=True, label="s7_outage")
     written = w["status"].get("201", w["status"].get(201, 0))
     size1, rows1 = outbox_figures()
-    pending = metric(on.port, "bulkhead_outbox_pending")
-    published0 = metric(on.port, "bulkhead_outbox_published_total")
+    pending = gauge(on.port, "bulkhead_outbox_pending")
+    published0 = gauge(on.port, "bulkhead_outbox_published_total")
     natsd.start()
     t_restart = time.time()
     first, drained = None, None
     while time.time() - t_restart < 180:
-        if first is None and metric(on.port, "bulkhead_outbox_published_total") > published0:
+        if first is None and gauge(on.port, "bulkhead_outbox_published_total") > published0:
             first = time.time() - t_restart
-        if metric(on.port, "bulkhead_outbox_pending") == 0:
+        if gauge(on.port, "bulkhead_outbox_pending") == 0:
             drained = time.time() - t_restart
             break
         time.sleep(0.1)

@@ -19,7 +19,7 @@ from ..client import Client
 from ..config import ADMIN_EMAIL, ADMIN_PASSWORD, HOST, ME_PATH, log
 from ..generators import summarize_wrk, wrk
 from ..invalidation_lag import buckets, quantile
-from ..sampling import scrape, status_classes
+from ..sampling import gauge, scrape, status_classes
 from ..seed import login
 from ..services import CpuGroup, Fleet, gcra_admitted, paced, start_redis
 from . import scenario
@@ -51,14 +51,6 @@ def fleet_env(redis, tag, quota=NEVER_BINDS, window_s=60):
         env["BULKHEAD__REDIS__URL"] = f"redis://{HOST}:{redis.port}"
         env["BULKHEAD__REDIS__KEY_PREFIX"] = f"load-{tag}"  # fleets never share keys
     return env
-
-
-def gauge(port, name):
-    _, _, body = Client(port).request("GET", "/metrics", timeout=5)
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def wait_global(fleet, deadline_s=15):
