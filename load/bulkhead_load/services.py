@@ -27,7 +27,7 @@ FLEET_CONF = os.path.join(ROOT, "ops", "nginx", "fleet.conf")
 def nginx_conf(template, upstream_ports, listen_port, tmp, workers="auto"):
     """A whole nginx.conf for local processes from `template` (ops/nginx/fleet.conf, the
     file docker-compose mounts): its upstream `server host:port;` lines become one line
-    per local instance, its `listen PORT;` listens on 127.0.0.1:`listen_port`, the rest
+    per local instance (with the template's parameters), its `listen PORT;` listens on 127.0.0.1:`listen_port`, the rest
     (keep-alive, headers, proxy_next_upstream) is kept as it is. Around it a main context
     of our own: in the foreground, every file under `tmp`, no access log."""
     out, servers, listens = [], 0, 0
@@ -35,7 +35,8 @@ def nginx_conf(template, upstream_ports, listen_port, tmp, workers="auto"):
         m = re.match(r"^(\s*)server\s+[^\s;{]+:\d+(\s+[^;]*)?;\s*$", line)
         if m:
             if not servers:
-                out += [f"{m.group(1)}server {HOST}:{p};" for p in upstream_ports]
+                params = m.group(2) or ""
+                out += [f"{m.group(1)}server {HOST}:{p}{params};" for p in upstream_ports]
             servers += 1
             continue
         m = re.match(r"^(\s*)listen\s+\d+;\s*$", line)

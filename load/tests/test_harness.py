@@ -153,8 +153,8 @@ class PureFunctionsTest(unittest.TestCase):
         with open(services.FLEET_CONF) as f:
             template = f.read()
         conf = services.nginx_conf(template, [7001, 7002, 7003], 7100, "/tmp/t")
-        self.assertIn("server 127.0.0.1:7001;", conf)
-        self.assertIn("server 127.0.0.1:7003;", conf)
+        self.assertIn("server 127.0.0.1:7001 max_fails=3 fail_timeout=5s;", conf)
+        self.assertIn("server 127.0.0.1:7003 max_fails=3 fail_timeout=5s;", conf)
         self.assertNotIn("bulkhead-1:8080", conf)
         self.assertIn("listen 127.0.0.1:7100;", conf)
         self.assertNotIn("listen 8088", conf)
