@@ -1,12 +1,14 @@
-//! Login racing a deactivation: the password is checked against a user read before the
-//! account was deactivated, so the status is checked again where the refresh token is
-//! written, inside that write. A token written for an inactive account would survive
-//! its reactivation.
+//! Login racing a deactivation or a password change: the password is checked against a
+//! user read before the account was deactivated (or its password replaced), so the status
+//! and the token epoch are checked again where the refresh token is written, inside that
+//! write. A token written for an inactive account would survive its reactivation; one
+//! written after a password change would keep the old password's session alive.
 
 use std::sync::Arc;
 
+use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::token::NewRefreshToken;
-use bulkhead::domain::user::{Email, NewUser, Role, UserName, UserStatus};
+use bulkhead::domain::user::{Email, NewUser, Role, UserChanges, UserName, UserStatus};
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Rotation, Store, StoreError};
 use uuid::Uuid;
@@ -36,6 +38,7 @@ async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
             family_id: Uuid::now_v7(),
             user_id: user.id,
             expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            epoch: user.token_epoch,
         })
         .await
         .unwrap_err();
@@ -71,5 +74,81 @@ mod login_racing_a_deactivation_gets_no_refresh_token {
     #[actix_web::test]
     async fn memory() {
         refresh_token_after_deactivation(Arc::new(MemoryStore::new())).await;
+    }
+}
+
+async fn refresh_token_after_password_change(store: Arc<dyn Store>) {
+    let user = store
+        .create_user(NewUser {
+            email: Email::parse("racer@example.com").unwrap(),
+            name: UserName::parse("Racer").unwrap(),
+            password_hash: "$argon2id$old".into(),
+            role: Role::User,
+        })
+        .await
+        .unwrap();
+    // The login read `user` (its epoch) and proved the old password; then, before its
+    // refresh token is written, the password is changed.
+    let changed = store
+        .update_user(
+            user.id,
+            UserChanges {
+                password_hash: Some("$argon2id$new".into()),
+                ..UserChanges::default()
+            },
+            &IfMatch::Absent,
+        )
+        .await
+        .unwrap();
+    assert!(changed.token_epoch > user.token_epoch);
+    let hash = vec![9u8; 32];
+    let e = store
+        .create_refresh_token(NewRefreshToken {
+            hash: hash.clone(),
+            family_id: Uuid::now_v7(),
+            user_id: user.id,
+            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            epoch: user.token_epoch,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(Conflict::CredentialsChanged)),
+        "{e:?}"
+    );
+    let r = store
+        .rotate_refresh_token(
+            &hash,
+            vec![10u8; 32],
+            chrono::Utc::now() + chrono::Duration::days(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Rotation::Invalid);
+    // A login that read the new epoch gets its token.
+    store
+        .create_refresh_token(NewRefreshToken {
+            hash: vec![11u8; 32],
+            family_id: Uuid::now_v7(),
+            user_id: user.id,
+            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            epoch: changed.token_epoch,
+        })
+        .await
+        .unwrap();
+}
+
+mod login_racing_a_password_change_gets_no_refresh_token {
+    use super::*;
+
+    #[actix_web::test]
+    async fn postgres() {
+        let (store, _db) = pg_store().await;
+        refresh_token_after_password_change(store).await;
+    }
+
+    #[actix_web::test]
+    async fn memory() {
+        refresh_token_after_password_change(Arc::new(MemoryStore::new())).await;
     }
 }

@@ -1,6 +1,7 @@
 //! Attacks, one test per class, named after what the attacker tries (issue 17). Each
 //! one once succeeded against Bulkhead; keep them green.
 
+mod account_takeover;
 mod bad_tokens;
 mod forwarded_for_lines;
 mod idempotency_outage;
