@@ -4,6 +4,7 @@
 mod account_takeover;
 mod bad_tokens;
 mod forwarded_for_lines;
+mod framework_errors;
 mod idempotency_outage;
 mod login_race;
 mod odd_input;
