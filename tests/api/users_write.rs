@@ -7,16 +7,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::users::{fields, me};
+use crate::helpers::users::{fields, me, patch};
 use crate::helpers::{problem, TestApp};
-
-async fn patch(app: &TestApp, token: &str, id: Uuid, body: &Value) -> Response {
-    app.authed(Method::PATCH, &format!("/api/v1/users/{id}"), token)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
 
 fn etag(res: &Response) -> String {
     res.headers()["etag"].to_str().unwrap().to_string()

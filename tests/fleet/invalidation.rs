@@ -75,6 +75,19 @@ async fn set_status(a: &Instance, admin: &TestUser, user: &TestUser, status: &st
     assert_eq!(res.status(), 200, "{status} through instance {}", a.index);
 }
 
+async fn delete_user(a: &Instance, admin: &TestUser, user: &TestUser) {
+    let res = a
+        .authed(
+            Method::DELETE,
+            &format!("/api/v1/users/{}", user.id),
+            &admin.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "deletion through instance {}", a.index);
+}
+
 /// ETag of `GET /users/me` (with its status).
 async fn me(instance: &Instance, token: &str) -> (u16, Option<String>) {
     let res = instance
@@ -112,16 +125,7 @@ async fn suspension_deletion_password_and_email_changes_reach_the_other_instance
     assert!(took <= FLEET_BOUND, "suspension reached B after {took:?}");
 
     // Deletion through A: B answers 401 to the deleted user's token.
-    let res = a
-        .authed(
-            Method::DELETE,
-            &format!("/api/v1/users/{}", deleted.id),
-            &admin.token,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    delete_user(a, &admin, &deleted).await;
     let acked = Instant::now();
     let took = time_until_status(b, &deleted.token, 401, acked).await;
     eprintln!("deletion through A in force on B after {took:?}");
@@ -331,16 +335,7 @@ async fn a_deleted_users_token_costs_no_store_call_on_the_other_instance() {
     let admin = a.admin().await;
     let deleted = a.new_user().await;
     assert_eq!(b.me_status(&deleted.token).await, 200, "cached on B");
-    let res = a
-        .authed(
-            Method::DELETE,
-            &format!("/api/v1/users/{}", deleted.id),
-            &admin.token,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    delete_user(a, &admin, &deleted).await;
     // B hears of the deletion, finds the user gone (one store read) and remembers that.
     time_until_status(b, &deleted.token, 401, Instant::now()).await;
 

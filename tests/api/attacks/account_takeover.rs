@@ -8,21 +8,13 @@
 
 use base64::Engine;
 use bulkhead::config::{DatabaseUrl, Secret};
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::users::{fields, me};
+use crate::helpers::users::{fields, me, patch};
 use crate::helpers::{problem, spawn_app_with, StoreKind, TestApp, TestUser};
-
-async fn patch(app: &TestApp, token: &str, id: Uuid, body: &Value) -> Response {
-    app.authed(Method::PATCH, &format!("/api/v1/users/{id}"), token)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
 
 /// The `iat` claim of an access token (read, not verified).
 fn iat(token: &str) -> u64 {

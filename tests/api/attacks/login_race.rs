@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::token::NewRefreshToken;
-use bulkhead::domain::user::{Email, NewUser, Role, UserChanges, UserName, UserStatus};
+use bulkhead::domain::user::{Email, NewUser, Role, User, UserChanges, UserName, UserStatus};
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Rotation, Store, StoreError};
 use uuid::Uuid;
 
 use crate::helpers::store::pg_store;
 
-async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
-    let user = store
+/// The user whose login races a change of the account.
+async fn racer(store: &dyn Store) -> User {
+    store
         .create_user(NewUser {
             email: Email::parse("racer@example.com").unwrap(),
             name: UserName::parse("Racer").unwrap(),
@@ -24,22 +25,50 @@ async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
             role: Role::User,
         })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Store the login's refresh token (`hash`), as read at `epoch`.
+async fn store_token(
+    store: &dyn Store,
+    user: Uuid,
+    hash: &[u8],
+    epoch: i32,
+) -> Result<(), StoreError> {
+    store
+        .create_refresh_token(NewRefreshToken {
+            hash: hash.to_vec(),
+            family_id: Uuid::now_v7(),
+            user_id: user,
+            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            epoch,
+        })
+        .await
+}
+
+/// Rotate the token `hash`, as a later refresh would.
+async fn rotate(store: &dyn Store, hash: &[u8]) -> Rotation {
+    store
+        .rotate_refresh_token(
+            hash,
+            Uuid::new_v4().as_bytes().to_vec(),
+            chrono::Utc::now() + chrono::Duration::days(1),
+        )
+        .await
+        .unwrap()
+}
+
+async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
+    let store = &*store;
+    let user = racer(store).await;
     // The login read `user` as active and proved the password; then, before its refresh
     // token is written, the account is deactivated.
     store
         .set_user_status(user.id, UserStatus::Deactivated)
         .await
         .unwrap();
-    let hash = vec![7u8; 32];
-    let e = store
-        .create_refresh_token(NewRefreshToken {
-            hash: hash.clone(),
-            family_id: Uuid::now_v7(),
-            user_id: user.id,
-            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
-            epoch: user.token_epoch,
-        })
+    let hash = [7u8; 32];
+    let e = store_token(store, user.id, &hash, user.token_epoch)
         .await
         .unwrap_err();
     assert!(
@@ -51,14 +80,7 @@ async fn refresh_token_after_deactivation(store: Arc<dyn Store>) {
         .set_user_status(user.id, UserStatus::Active)
         .await
         .unwrap();
-    let r = store
-        .rotate_refresh_token(
-            &hash,
-            vec![8u8; 32],
-            chrono::Utc::now() + chrono::Duration::days(1),
-        )
-        .await
-        .unwrap();
+    let r = rotate(store, &hash).await;
     assert!(!matches!(r, Rotation::Rotated { .. }), "{r:?}");
 }
 
@@ -78,15 +100,8 @@ mod login_racing_a_deactivation_gets_no_refresh_token {
 }
 
 async fn refresh_token_after_password_change(store: Arc<dyn Store>) {
-    let user = store
-        .create_user(NewUser {
-            email: Email::parse("racer@example.com").unwrap(),
-            name: UserName::parse("Racer").unwrap(),
-            password_hash: "$argon2id$old".into(),
-            role: Role::User,
-        })
-        .await
-        .unwrap();
+    let store = &*store;
+    let user = racer(store).await;
     // The login read `user` (its epoch) and proved the old password; then, before its
     // refresh token is written, the password is changed.
     let changed = store
@@ -101,39 +116,17 @@ async fn refresh_token_after_password_change(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(changed.token_epoch > user.token_epoch);
-    let hash = vec![9u8; 32];
-    let e = store
-        .create_refresh_token(NewRefreshToken {
-            hash: hash.clone(),
-            family_id: Uuid::now_v7(),
-            user_id: user.id,
-            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
-            epoch: user.token_epoch,
-        })
+    let hash = [9u8; 32];
+    let e = store_token(store, user.id, &hash, user.token_epoch)
         .await
         .unwrap_err();
     assert!(
         matches!(e, StoreError::Conflict(Conflict::CredentialsChanged)),
         "{e:?}"
     );
-    let r = store
-        .rotate_refresh_token(
-            &hash,
-            vec![10u8; 32],
-            chrono::Utc::now() + chrono::Duration::days(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r, Rotation::Invalid);
+    assert_eq!(rotate(store, &hash).await, Rotation::Invalid);
     // A login that read the new epoch gets its token.
-    store
-        .create_refresh_token(NewRefreshToken {
-            hash: vec![11u8; 32],
-            family_id: Uuid::now_v7(),
-            user_id: user.id,
-            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
-            epoch: changed.token_epoch,
-        })
+    store_token(store, user.id, &[11u8; 32], changed.token_epoch)
         .await
         .unwrap();
 }
