@@ -26,8 +26,8 @@ const BLOCKING_DEADLINE: Duration = Duration::from_secs(10);
 pub const ABSENT_USERS_TTL_SECS: u64 = 5;
 
 /// The absent-users cache: the users cache's settings, a tenth of its capacity, a short
-/// TTL. Sized at start only (a SIGHUP resizing the users cache leaves it as it is).
-fn absent_users_cache(config: &Config) -> bulkhead_actors::CacheConfig {
+/// TTL (at start, and again when a reload changes `cache.users`).
+pub fn absent_users_cache(config: &Config) -> bulkhead_actors::CacheConfig {
     let users = config.cache.users.cache();
     bulkhead_actors::CacheConfig {
         capacity: (users.capacity / 10).max(1),
