@@ -57,7 +57,7 @@ async fn fixture() -> Fixture {
         })
         .await
         .expect("user");
-    let token = svc.jwt.issue(user.id, Role::User).expect("token");
+    let token = svc.jwt.issue(user.id, Role::User, 0).expect("token");
     // Warm the cache.
     svc.user(user.id).await.expect("load").expect("exists");
     // The load is installed by the shard actor: wait (bounded) until it is a hit, or a

@@ -278,6 +278,15 @@ fn a_rejected_reload_leaves_the_running_config_and_counts() {
     assert_eq!(server.metric("bulkhead_config_last_reload_successful"), 1.0);
     assert_eq!(policy(), "\"ip\";q=7;w=3600");
 
+    // A live key of the users cache: the cache and the absent-users cache sized from it
+    // (a tenth) both take the new capacity.
+    server.reload(&format!(
+        "{LOGGING}{}[cache.users]\ncapacity = 5000\n",
+        quota(7)
+    ));
+    server.await_metric("bulkhead_config_reloads_total{outcome=\"applied\"}", 2.0);
+    assert_eq!(server.metric("bulkhead_config_last_reload_successful"), 1.0);
+
     let log = server.log_text();
     assert!(
         log.contains("bulkheads.db_read.max_concurrent"),

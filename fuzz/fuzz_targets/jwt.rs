@@ -14,7 +14,7 @@ fn keys() -> &'static (JwtKeys, String) {
     static KEYS: OnceLock<(JwtKeys, String)> = OnceLock::new();
     KEYS.get_or_init(|| {
         let keys = JwtKeys::new(&AuthConfig::default(), b"fuzz-secret-fuzz-secret-fuzz-secret-0123");
-        let good = keys.issue(uuid::Uuid::nil(), Role::User).expect("a token is issued");
+        let good = keys.issue(uuid::Uuid::nil(), Role::User, 0).expect("a token is issued");
         (keys, good)
     })
 }

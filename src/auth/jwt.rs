@@ -1,5 +1,10 @@
 //! HS256 access tokens. Only the configured algorithm is accepted; `iss`, `aud` and `exp`
 //! are required and checked with `auth.leeway_secs` of leeway.
+//!
+//! Besides the registered claims a token carries `epoch`, the user's token epoch when it
+//! was issued (a counter bumped by every change of password, email or role). The
+//! authentication middleware refuses a token whose epoch is below the user's; a token
+//! without the claim counts as epoch 0.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,6 +24,9 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: Uuid,
+    /// The user's token epoch at issue (private claim; absent counts as 0).
+    #[serde(default)]
+    pub epoch: i32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,7 +74,12 @@ impl JwtKeys {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user: Uuid, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user: Uuid,
+        role: Role,
+        epoch: i32,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = unix_now();
         let claims = Claims {
             sub: user,
@@ -76,6 +89,7 @@ impl JwtKeys {
             iat: now,
             exp: now + self.ttl_secs,
             jti: Uuid::new_v4(),
+            epoch,
         };
         encode(&self.header, &claims, &self.encoding)
     }
@@ -109,8 +123,9 @@ mod tests {
     fn issued_tokens_verify() {
         let k = keys();
         let id = Uuid::new_v4();
-        let token = k.issue(id, Role::Admin).unwrap();
+        let token = k.issue(id, Role::Admin, 3).unwrap();
         let claims = k.verify(&token).unwrap();
+        assert_eq!(claims.epoch, 3);
         assert_eq!(claims.sub, id);
         assert_eq!(claims.role, "admin");
         assert_eq!(claims.iss, "bulkhead");
@@ -139,14 +154,16 @@ mod tests {
         let now = unix_now();
         let good = serde_json::json!({"sub": Uuid::new_v4(), "role": "user", "iss": "bulkhead",
             "aud": "bulkhead-api", "iat": now, "exp": now + 60, "jti": Uuid::new_v4()});
-        // The forger itself is right: a well-formed HS256 token passes.
-        assert!(k
+        // The forger itself is right: a well-formed HS256 token passes, and one without
+        // the `epoch` claim counts as epoch 0.
+        let claims = k
             .verify(&forge(
                 r#"{"alg":"HS256","typ":"JWT"}"#,
                 good.clone(),
-                secret
+                secret,
             ))
-            .is_ok());
+            .unwrap();
+        assert_eq!(claims.epoch, 0);
         // alg=none and other algorithms are refused.
         let none = forge(r#"{"alg":"none","typ":"JWT"}"#, good.clone(), secret);
         assert_eq!(k.verify(&none).unwrap_err(), TokenError::Invalid);

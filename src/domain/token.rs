@@ -12,6 +12,10 @@ pub struct NewRefreshToken {
     pub family_id: Uuid,
     pub user_id: Uuid,
     pub expires_at: DateTime<Utc>,
+    /// The user's token epoch as the login read it: the token is stored only while it is
+    /// still the user's (a credential change in between means the login proved an old
+    /// password, or a since-replaced email).
+    pub epoch: i32,
 }
 
 /// An access token and a refresh token, as login and refresh answer them.

@@ -81,6 +81,9 @@ pub struct User {
     pub status: UserStatus,
     /// Bumped on every write; the ETag derives from it.
     pub version: i64,
+    /// Bumped by a change of password, email or role: access tokens issued at a lower
+    /// epoch no longer authenticate (see `http::middleware::authenticate`).
+    pub token_epoch: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -134,6 +137,17 @@ pub struct UserChanges {
 impl UserChanges {
     pub fn is_empty(&self) -> bool {
         self.name.is_none() && self.email.is_none() && self.password_hash.is_none()
+    }
+
+    /// Whether applying these changes to a user whose email is `current_email` changes
+    /// its credentials (a new password, or an email that really differs): such a write
+    /// bumps the token epoch and revokes the user's refresh tokens.
+    pub fn changes_credentials(&self, current_email: &str) -> bool {
+        self.password_hash.is_some()
+            || self
+                .email
+                .as_ref()
+                .is_some_and(|e| e.as_str() != current_email)
     }
 }
 

@@ -75,5 +75,9 @@ fn conflict(c: Conflict) -> ApiError {
         Conflict::AccountInactive => {
             ApiError::new(ErrorCode::AccountInactive, "the account is not active")
         }
+        Conflict::CredentialsChanged => ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "the account's credentials changed while they were checked",
+        ),
     }
 }

@@ -36,6 +36,9 @@ pub enum ProductChange {
 /// The invalidation state the service shares (see the module docs).
 pub struct Invalidations {
     users: ShardedCache<Uuid, Arc<CachedUser>>,
+    /// Ids known to be no live user: a change of such a user (a NOTIFY naming it) drops
+    /// the entry.
+    absent_users: ShardedCache<Uuid, ()>,
     degraded_ttl: Duration,
     /// Whether anything listens at all (Postgres, `invalidation.enabled`).
     listening: bool,
@@ -71,12 +74,14 @@ impl Invalidations {
     pub fn new(
         config: &Config,
         users: ShardedCache<Uuid, Arc<CachedUser>>,
+        absent_users: ShardedCache<Uuid, ()>,
         listening: bool,
     ) -> Arc<Self> {
         let (products, _) = broadcast::channel(config.invalidation.subscriber_capacity);
         let lag = |kind: &'static str| metrics::histogram!("bulkhead_cache_invalidation_lag_seconds", "kind" => kind);
         let this = Arc::new(Self {
             users,
+            absent_users,
             degraded_ttl: Duration::from_millis(config.cache.users.degraded_ttl_ms),
             listening,
             connected: AtomicBool::new(false),
@@ -128,7 +133,7 @@ impl Invalidations {
     /// The listener is LISTENing again: whatever changed while it was away is made up by
     /// dropping every cached user (and telling product subscribers to do the same).
     pub(super) fn resynced(&self, reconnect: bool) {
-        let dropped = self.users.clear();
+        let dropped = self.users.clear() + self.absent_users.clear();
         let _ = self.products.send(ProductChange::Resync);
         self.connected.store(true, Ordering::SeqCst);
         self.users.set_max_age(None);
@@ -149,6 +154,7 @@ impl Invalidations {
             USERS_CHANNEL => match serde_json::from_str::<VersionPayload>(payload) {
                 Ok(p) => {
                     self.users.invalidate_older(&p.id, p.v);
+                    self.absent_users.invalidate(&p.id);
                     self.meters.lag_user.record(lag(now, p.ts));
                 }
                 Err(e) => bad_payload(channel, &e),

@@ -67,6 +67,7 @@ struct Targets {
     hashing: BlockingPool,
     pg_circuit: Option<Circuit>,
     users: ShardedCache<Uuid, Arc<CachedUser>>,
+    absent_users: ShardedCache<Uuid, ()>,
     tokens: ShardedCache<String, Arc<VerifiedToken>>,
     resize_pools: Box<dyn Fn(usize, usize) + Send + Sync>,
 }
@@ -124,6 +125,7 @@ impl Reloader {
                 hashing: svc.hashing.clone(),
                 pg_circuit,
                 users: svc.users.clone(),
+                absent_users: svc.absent_users.clone(),
                 tokens: svc.verified_tokens.clone(),
                 resize_pools: svc.pool_resizer(),
             },
@@ -217,6 +219,11 @@ impl Reloader {
         if changed("cache.users.") {
             t.users
                 .reconfigure(&next.cache.users.cache())
+                .await
+                .map_err(fail)?;
+            // Sized from the users cache (a tenth of its capacity), so resized with it.
+            t.absent_users
+                .reconfigure(&crate::service::absent_users_cache(&next))
                 .await
                 .map_err(fail)?;
         }

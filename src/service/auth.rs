@@ -12,6 +12,11 @@
 //! and tokens of deleted users, are 401 `unauthenticated`. Logout revokes the family
 //! whether or not the token was known (it is idempotent, and tells nobody whether a
 //! string is a live token).
+//!
+//! Access tokens carry the user's token epoch. Login stores its refresh token only while
+//! the epoch it read with the password hash is still the user's (checked inside the
+//! insert): a login that proved a password being replaced at that moment gets 401
+//! `invalid_credentials` and no token.
 
 use std::sync::Arc;
 
@@ -52,6 +57,7 @@ impl Services {
             sub: claims.sub,
             role: Role::parse(&claims.role).unwrap_or(Role::User),
             exp: claims.exp,
+            epoch: claims.epoch,
         });
         // Best effort: a full mailbox only means the next use verifies again.
         let _ = self
@@ -99,8 +105,13 @@ impl Services {
             .db
             .write(|s| s.rotate_refresh_token(&presented, successor, expires_at))
             .await?;
-        let user_id = match rotation {
-            Rotation::Rotated { user_id, .. } => user_id,
+        let (user_id, role, epoch) = match rotation {
+            Rotation::Rotated {
+                user_id,
+                role,
+                epoch,
+                ..
+            } => (user_id, role, epoch),
             Rotation::Reused => {
                 tracing::warn!(
                     "a rotated refresh token was presented again; its family is revoked"
@@ -117,16 +128,11 @@ impl Services {
                 ))
             }
         };
-        // The role for the access token comes from the cache, as every request's does.
-        let user = self
-            .user(user_id)
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("the token's user no longer exists"))?;
-        if user.status != UserStatus::Active {
-            return Err(ApiError::account_inactive(user.status));
-        }
+        // The role and epoch are the ones the rotation read under the user's row lock: a
+        // credential change that committed after it revoked the successor, and the
+        // access token's epoch is then already below the user's.
         Ok(TokenPair {
-            access_token: self.sign_access(user.id, user.role)?,
+            access_token: self.sign_access(user_id, role, epoch)?,
             token_type: "Bearer",
             expires_in: self.jwt.ttl_secs(),
             refresh_token,
@@ -144,13 +150,14 @@ impl Services {
 
     /// A new access token and a new refresh token of `family`, stored as a hash.
     async fn issue_pair(&self, user: &User, family: Uuid) -> Result<TokenPair, ApiError> {
-        let access_token = self.sign_access(user.id, user.role)?;
+        let access_token = self.sign_access(user.id, user.role, user.token_epoch)?;
         let (refresh_token, hash) = refresh::generate();
         let token = NewRefreshToken {
             hash,
             family_id: family,
             user_id: user.id,
             expires_at: self.refresh_expiry(),
+            epoch: user.token_epoch,
         };
         self.db.write(|s| s.create_refresh_token(token)).await?;
         Ok(TokenPair {
@@ -161,8 +168,8 @@ impl Services {
         })
     }
 
-    fn sign_access(&self, user: Uuid, role: Role) -> Result<String, ApiError> {
-        self.jwt.issue(user, role).map_err(|e| {
+    fn sign_access(&self, user: Uuid, role: Role, epoch: i32) -> Result<String, ApiError> {
+        self.jwt.issue(user, role, epoch).map_err(|e| {
             tracing::error!(error = %e, "signing an access token failed");
             ApiError::internal()
         })

@@ -15,6 +15,8 @@ pub struct CachedUser {
     pub role: Role,
     pub status: UserStatus,
     pub version: i64,
+    /// Access tokens issued at a lower epoch are refused.
+    pub token_epoch: i32,
     /// The strong ETag and the serialized body, ready to put in a response: cloning
     /// either copies no bytes.
     pub etag: ETag,
@@ -29,6 +31,7 @@ impl CachedUser {
             role: user.role,
             status: user.status,
             version: user.version,
+            token_epoch: user.token_epoch,
             etag: ETag::for_version(user.version),
             body: Bytes::from(body),
         }
@@ -42,4 +45,6 @@ pub struct VerifiedToken {
     /// The `role` claim: an upper bound on the caller's role.
     pub role: Role,
     pub exp: u64,
+    /// The `epoch` claim: the user's token epoch when the token was issued.
+    pub epoch: i32,
 }

@@ -30,5 +30,5 @@ mod users;
 pub use cached::{CachedUser, VerifiedToken};
 pub use limits::{FleetNames, Policies};
 pub use orders::Placed;
-pub use services::Services;
+pub use services::{absent_users_cache, Services};
 pub use users::UserEdit;

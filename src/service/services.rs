@@ -22,6 +22,20 @@ use crate::store::{Backend, Store};
 /// the default cost takes tens of milliseconds; this only catches a wedged pool.
 const BLOCKING_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long an id found to be no live user is remembered as such.
+pub const ABSENT_USERS_TTL_SECS: u64 = 5;
+
+/// The absent-users cache: the users cache's settings, a tenth of its capacity, a short
+/// TTL (at start, and again when a reload changes `cache.users`).
+pub fn absent_users_cache(config: &Config) -> bulkhead_actors::CacheConfig {
+    let users = config.cache.users.cache();
+    bulkhead_actors::CacheConfig {
+        capacity: (users.capacity / 10).max(1),
+        ttl_secs: ABSENT_USERS_TTL_SECS,
+        ..users
+    }
+}
+
 pub struct Services {
     pub config: Arc<Config>,
     /// The store behind its bulkheads and circuit. Visible to the service files only,
@@ -29,6 +43,11 @@ pub struct Services {
     pub(super) db: Guarded,
     pub hashing: BlockingPool,
     pub users: ShardedCache<Uuid, Arc<CachedUser>>,
+    /// Ids recently found to be no live user (deleted or unknown), consulted only after a
+    /// miss of `users`: a deleted user's token does not cost a store read per request.
+    /// [`ABSENT_USERS_TTL_SECS`], a tenth of the users cache's capacity; an entry goes when
+    /// the user is written (here or, through the users NOTIFY, elsewhere).
+    pub absent_users: ShardedCache<Uuid, ()>,
     /// Verified access tokens by their exact bytes (see [`Services::verify_token`]).
     pub verified_tokens: ShardedCache<String, Arc<VerifiedToken>>,
     /// Always `Some`: started even when disabled, since `rate_limits.enabled` can change
@@ -66,12 +85,19 @@ impl Services {
             |u: &Arc<CachedUser>| u.version,
         )
         .map_err(err)?;
+        let absent_users =
+            ShardedCache::start("absent_users", &absent_users_cache(&config)).map_err(err)?;
         // Postgres only: the embedded store is one process, its own writes invalidate.
         let database_url = match (store.backend(), &config.database.url) {
             (Backend::Postgres, Some(url)) if config.invalidation.enabled => Some(url),
             _ => None,
         };
-        let invalidations = Invalidations::new(&config, users.clone(), database_url.is_some());
+        let invalidations = Invalidations::new(
+            &config,
+            users.clone(),
+            absent_users.clone(),
+            database_url.is_some(),
+        );
         let invalidator = match database_url {
             Some(url) => Some(Invalidator::start(
                 invalidations.clone(),
@@ -101,6 +127,7 @@ impl Services {
             db: Guarded::new(store, db_read, db_write, pg_circuit),
             hashing,
             users,
+            absent_users,
             verified_tokens,
             limiter,
             fleet_names,

@@ -43,6 +43,9 @@ pub enum Conflict {
     /// The user is not active (or no longer live) where that was checked inside the
     /// write: a refresh token is stored only for an active account.
     AccountInactive,
+    /// The user's credentials changed (its token epoch moved) since they were checked:
+    /// a login that raced a password or email change gets no refresh token.
+    CredentialsChanged,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,13 +10,20 @@ use uuid::Uuid;
 
 use super::error::StoreError;
 use crate::domain::token::NewRefreshToken;
-use crate::domain::user::UserStatus;
+use crate::domain::user::{Role, UserStatus};
 
 /// What presenting a refresh token for rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was current: it is now rotated and its successor stored.
-    Rotated { user_id: Uuid, family_id: Uuid },
+    /// The token was current: it is now rotated and its successor stored. `role` and
+    /// `epoch` are the user's as read under the lock the rotation held, for the access
+    /// token issued with the successor.
+    Rotated {
+        user_id: Uuid,
+        family_id: Uuid,
+        role: Role,
+        epoch: i32,
+    },
     /// The token had already been rotated: its whole family is now revoked.
     Reused,
     /// The token's user is live but not active; nothing changed.
@@ -28,8 +35,10 @@ pub enum Rotation {
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
     /// Store a newly issued refresh token (its hash), only while its user is live and
-    /// active, checked inside the write ([`super::Conflict::AccountInactive`] otherwise):
-    /// a login that raced a deactivation gets no token that outlives it.
+    /// active ([`super::Conflict::AccountInactive`] otherwise) and its token epoch is still
+    /// `token.epoch` ([`super::Conflict::CredentialsChanged`] otherwise), checked inside
+    /// the write: a login that raced a deactivation or a credential change gets no token
+    /// that outlives it.
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError>;
 
     /// Rotate the token whose hash is `presented`: mark it rotated and store a successor

@@ -1,7 +1,7 @@
 //! `/api/v1/products`: structure (400/415), rules (422), 404 and 405.
 
 use crate::both_stores;
-use crate::helpers::shop::{create_product, fields, get_product, product_body};
+use crate::helpers::shop::{create_product, fields, get_product, new_key, place, product_body};
 use crate::helpers::{problem, TestApp};
 use reqwest::{Method, Response};
 use serde_json::json;
@@ -202,3 +202,40 @@ async fn structure_and_rules(app: &TestApp) {
     problem(res, 405, "method_not_allowed").await;
 }
 both_stores!(products_structure_and_rules, structure_and_rules);
+
+/// JSON has one number type: `250.0` is the integer 250 where an integer is asked (the
+/// OpenAPI document says `integer`, and generators write it either way); `2.5` is not.
+async fn integral_numbers_are_integers(app: &TestApp) {
+    let admin = app.admin().await;
+    let t = &admin.token;
+    let body = r#"{"sku":"INT-1","name":"Lamp","currency":"EUR","price_cents":250.0,"stock":3e0}"#;
+    let res = post_raw(app, t, "application/json", body).await;
+    assert_eq!(res.status(), 201);
+    let product: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (product["price_cents"].as_i64(), product["stock"].as_i64()),
+        (Some(250), Some(3))
+    );
+    let res = app
+        .authed(
+            Method::PATCH,
+            &format!("/api/v1/products/{}", product["id"].as_str().unwrap()),
+            t,
+        )
+        .json(&json!({"stock": 7.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let order = json!({"items": [{"product_id": product["id"], "quantity": 2.0}]});
+    let res = place(app, t, Some(&new_key()), &order).await;
+    assert_eq!(res.status(), 201);
+    let body = r#"{"sku":"INT-2","name":"Lamp","currency":"EUR","price_cents":2.5,"stock":1}"#;
+    problem(
+        post_raw(app, t, "application/json", body).await,
+        400,
+        "malformed_request",
+    )
+    .await;
+}
+both_stores!(integral_numbers, integral_numbers_are_integers);

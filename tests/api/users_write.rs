@@ -1,4 +1,5 @@
-//! Changing users: PATCH (validation, If-Match, duplicate email, password change) and
+//! Changing users: PATCH (validation, If-Match, duplicate email, password change with the
+//! current password; the credential rules themselves: `attacks::account_takeover`) and
 //! DELETE (soft, tokens stop working, email free again). Status changes: `users_status`.
 
 use reqwest::{Method, Response};
@@ -6,16 +7,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::both_stores;
-use crate::helpers::users::{fields, me};
+use crate::helpers::users::{fields, me, patch};
 use crate::helpers::{problem, TestApp};
-
-async fn patch(app: &TestApp, token: &str, id: Uuid, body: &Value) -> Response {
-    app.authed(Method::PATCH, &format!("/api/v1/users/{id}"), token)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
 
 fn etag(res: &Response) -> String {
     res.headers()["etag"].to_str().unwrap().to_string()
@@ -67,13 +60,14 @@ async fn patch_changes_what_it_names(app: &TestApp) {
     assert_eq!(res.status(), 200);
     assert_eq!(etag(&res), current);
 
-    // Email change: the new one logs in, the old one does not.
+    // Email change (with the current password): the new one logs in, the old one does
+    // not.
     let new_email = format!("renamed-{}@example.com", Uuid::new_v4().simple());
     let res = patch(
         app,
         &u.token,
         u.id,
-        &json!({"email": new_email.to_uppercase()}),
+        &json!({"email": new_email.to_uppercase(), "current_password": u.password}),
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -112,7 +106,10 @@ async fn patch_refuses_bad_input(app: &TestApp) {
     )
     .await;
     let body = problem(res, 422, "validation_failed").await;
-    assert_eq!(fields(&body), ["name", "email", "password"]);
+    assert_eq!(
+        fields(&body),
+        ["name", "email", "password", "current_password"]
+    );
     let res = patch(app, &u.token, u.id, &json!({"name": null})).await;
     let body = problem(res, 422, "validation_failed").await;
     assert_eq!(fields(&body), ["name"]);
@@ -149,13 +146,21 @@ async fn patch_refuses_bad_input(app: &TestApp) {
         app,
         &u.token,
         u.id,
-        &json!({"email": other.email.to_uppercase()}),
+        &json!({"email": other.email.to_uppercase(), "current_password": u.password}),
     )
     .await;
     problem(res, 409, "duplicate_email").await;
-    // Keeping one's own email is not a conflict.
-    let res = patch(app, &u.token, u.id, &json!({"email": u.email})).await;
+    // Keeping one's own email is not a conflict, nor a change of credentials: the access
+    // token still works.
+    let res = patch(
+        app,
+        &u.token,
+        u.id,
+        &json!({"email": u.email, "current_password": u.password}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
+    assert_eq!(me(app, &u).await.status(), 200);
 }
 both_stores!(patch_validation, patch_refuses_bad_input);
 
@@ -165,7 +170,7 @@ async fn password_change_revokes_refresh_tokens(app: &TestApp) {
         app,
         &u.token,
         u.id,
-        &json!({"password": "brand-new-password"}),
+        &json!({"password": "brand-new-password", "current_password": u.password}),
     )
     .await;
     assert_eq!(res.status(), 200);

@@ -4,7 +4,9 @@
 //! The token alone is not trusted for the account's state: the user's current status and
 //! role come from the per-user cache (invalidated on every write of that user), so a
 //! deleted user's token stops working at once (401) and an inactive one is refused (403
-//! `account_inactive`). Only `/api/` paths are authenticated; operations endpoints are not.
+//! `account_inactive`). A token issued before a change of the user's password, email or
+//! role (its `epoch` claim below the user's token epoch) is 401. Only `/api/` paths are
+//! authenticated; operations endpoints are not.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -74,6 +76,14 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .user(claims.sub)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the token's user no longer exists"))?;
+    // Issued before a change of the user's password, email or role: no longer valid. The
+    // epoch is a counter (not `iat`, whose whole seconds cannot order a token against a
+    // change made in the same second), read from the cache like the status.
+    if claims.epoch < user.token_epoch {
+        return Err(ApiError::unauthenticated(
+            "the access token was issued before a change of the account's credentials",
+        ));
+    }
     if user.status != UserStatus::Active {
         return Err(ApiError::account_inactive(user.status));
     }

@@ -23,6 +23,7 @@ use crate::http::state::AppState;
 use crate::http::support::caller::Caller;
 use crate::http::support::etag::{self, resource_response};
 use crate::http::support::extract::JsonBody;
+use crate::http::support::integral::Integral;
 use crate::http::support::pagination::{page, parse_limit, Cursor};
 use crate::http::support::query::only_known;
 use crate::http::support::rules::Rules;
@@ -56,7 +57,8 @@ pub(crate) struct CreateOrder {
 #[serde(deny_unknown_fields)]
 struct ItemBody {
     product_id: String,
-    quantity: i64,
+    #[schema(value_type = i64)]
+    quantity: Integral,
 }
 
 impl CreateOrder {
@@ -74,7 +76,7 @@ impl CreateOrder {
                 // violation recorded, the request never reaches the store.
                 Uuid::new_v4()
             });
-            raw.push((id, item.quantity));
+            raw.push((id, item.quantity.0));
         }
         let lines = match OrderLines::parse(&raw) {
             Ok(lines) => Some(lines),

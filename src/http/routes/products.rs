@@ -24,6 +24,7 @@ use crate::http::state::AppState;
 use crate::http::support::caller::Admin;
 use crate::http::support::etag::{self, resource_response};
 use crate::http::support::extract::JsonBody;
+use crate::http::support::integral::Integral;
 use crate::http::support::pagination::{page, parse_limit, Cursor};
 use crate::http::support::query::only_known;
 use crate::http::support::rules::Rules;
@@ -53,9 +54,11 @@ pub(crate) struct ProductBody {
     name: String,
     #[serde(default)]
     description: Option<String>,
-    price_cents: i64,
+    #[schema(value_type = i64)]
+    price_cents: Integral,
     currency: String,
-    stock: i64,
+    #[schema(value_type = i64)]
+    stock: Integral,
 }
 
 impl ProductBody {
@@ -69,9 +72,9 @@ impl ProductBody {
                 .as_deref()
                 .map_or(Ok(Description::default()), Description::parse),
         );
-        let price_cents = rules.check("price_cents", PriceCents::parse(self.price_cents));
+        let price_cents = rules.check("price_cents", PriceCents::parse(self.price_cents.0));
         let currency = rules.check("currency", Currency::parse(&self.currency));
-        let stock = rules.check("stock", Stock::parse(self.stock));
+        let stock = rules.check("stock", Stock::parse(self.stock.0));
         rules.finish()?;
         match (sku, name, description, price_cents, currency, stock) {
             (
@@ -117,13 +120,13 @@ pub(crate) struct PatchBody {
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>)]
-    price_cents: Option<Option<i64>>,
+    price_cents: Option<Option<Integral>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     currency: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>)]
-    stock: Option<Option<i64>>,
+    stock: Option<Option<Integral>>,
 }
 
 /// A required member of a merge patch: absent is no change, `null` is refused.
@@ -156,16 +159,13 @@ impl PatchBody {
                 Some(None) => Some(Description::default()),
                 Some(Some(v)) => rules.check("description", Description::parse(&v)),
             },
-            price_cents: required(
-                &mut rules,
-                "price_cents",
-                self.price_cents,
-                PriceCents::parse,
-            ),
+            price_cents: required(&mut rules, "price_cents", self.price_cents, |n| {
+                PriceCents::parse(n.0)
+            }),
             currency: required(&mut rules, "currency", self.currency, |v| {
                 Currency::parse(&v)
             }),
-            stock: required(&mut rules, "stock", self.stock, Stock::parse),
+            stock: required(&mut rules, "stock", self.stock, |n| Stock::parse(n.0)),
         };
         rules.finish()?;
         Ok(changes)

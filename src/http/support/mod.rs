@@ -8,6 +8,7 @@
 //! - `rules.rs`: [`rules::Rules`], the one validation collector: every broken rule of a
 //!   request, from the domain parsers' `Violation`s, in one 422.
 //! - `query.rs`: refusing unknown query parameters.
+//! - `integral.rs`: [`integral::Integral`], an integer body member written `3` or `3.0`.
 //! - `etag.rs`: ETags on responses, 304 for `If-None-Match`, `If-Match` parsed into the
 //!   domain's precondition.
 //! - `pagination.rs`: `?limit=`, keyset cursors and the page envelope.
@@ -16,6 +17,7 @@
 pub mod caller;
 pub mod etag;
 pub mod extract;
+pub mod integral;
 pub mod pagination;
 pub mod problem;
 pub mod query;

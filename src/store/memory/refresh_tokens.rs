@@ -16,6 +16,9 @@ impl RefreshTokenStore for MemoryStore {
             Some(u) if u.status != UserStatus::Active => {
                 return Err(StoreError::Conflict(Conflict::AccountInactive));
             }
+            Some(u) if u.token_epoch != token.epoch => {
+                return Err(StoreError::Conflict(Conflict::CredentialsChanged));
+            }
             Some(_) => {}
         }
         state.refresh_tokens.insert(
@@ -48,7 +51,7 @@ impl RefreshTokenStore for MemoryStore {
         let Some(user) = state.users.by_id.get(&row.user_id) else {
             return Ok(Rotation::Invalid);
         };
-        let status = user.status;
+        let (status, role, epoch) = (user.status, user.role, user.token_epoch);
         if row.rotated_at.is_some() {
             state.refresh_tokens.revoke_family(row.family_id, at);
             return Ok(Rotation::Reused);
@@ -75,6 +78,8 @@ impl RefreshTokenStore for MemoryStore {
         Ok(Rotation::Rotated {
             user_id: row.user_id,
             family_id: row.family_id,
+            role,
+            epoch,
         })
     }
 

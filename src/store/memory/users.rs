@@ -44,6 +44,7 @@ impl UserStore for MemoryStore {
             role: new.role,
             status: UserStatus::Active,
             version: 1,
+            token_epoch: 0,
             created_at: at,
             updated_at: at,
         };
@@ -98,7 +99,7 @@ impl UserStore for MemoryStore {
             }
         }
         state.event_room()?;
-        let revoke = changes.password_hash.is_some();
+        let revoke = changes.changes_credentials(&current.email);
         let user = checked(state, id, &IfMatch::Absent)?;
         if let Some(name) = changes.name {
             user.name = name.into_inner();
@@ -109,6 +110,9 @@ impl UserStore for MemoryStore {
         let old_email = changes
             .email
             .map(|email| std::mem::replace(&mut user.email, email.into_inner()));
+        if revoke {
+            user.token_epoch += 1;
+        }
         touch(user);
         let user = user.clone();
         if let Some(old) = old_email {
@@ -185,6 +189,7 @@ impl UserStore for MemoryStore {
         user.role = Role::Admin;
         user.status = UserStatus::Active;
         user.password_hash = password_hash;
+        user.token_epoch += 1;
         touch(user);
         let user = user.clone();
         state.refresh_tokens.revoke_user(id, user.updated_at);

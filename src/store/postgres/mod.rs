@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../../sql/0001_init.sql")),
     (2, "shop", include_str!("../../../sql/0002_shop.sql")),
     (
+        3,
+        "token_epoch",
+        include_str!("../../../sql/0003_token_epoch.sql"),
+    ),
+    (
         4,
         "invalidation",
         include_str!("../../../sql/0004_invalidation.sql"),

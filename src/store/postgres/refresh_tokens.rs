@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{pg_err, PgStore};
 use crate::domain::token::NewRefreshToken;
-use crate::domain::user::{now, UserStatus};
+use crate::domain::user::{now, Role, UserStatus};
 use crate::store::{Conflict, RefreshTokenStore, Rotation, StoreError};
 
 /// The advisory lock key of a family: its 128 bits folded to 64.
@@ -23,12 +23,15 @@ fn family_lock_key(family: Uuid) -> i64 {
     i64::from_ne_bytes((hi ^ lo).to_ne_bytes())
 }
 
+/// A token's user as read under the row lock: status, role, token epoch.
+type LockedUser = (String, String, i32);
+
 /// Find the token's family and user, and take the family lock then the user's row lock.
-/// `None`: no such token. The user's status is `None` when the user is deleted.
+/// `None`: no such token. The user is `None` when deleted.
 async fn lock_family(
     tx: &Transaction<'_>,
     presented: &[u8],
-) -> Result<Option<(Uuid, Uuid, Option<String>)>, StoreError> {
+) -> Result<Option<(Uuid, Uuid, Option<LockedUser>)>, StoreError> {
     let Some(row) = tx
         .query_opt(
             "SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1",
@@ -48,12 +51,13 @@ async fn lock_family(
     .map_err(pg_err)?;
     let status = tx
         .query_opt(
-            "SELECT status FROM users WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
+            "SELECT status, role, token_epoch FROM users
+             WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
             &[&user],
         )
         .await
         .map_err(pg_err)?
-        .map(|r| r.get::<_, String>(0));
+        .map(|r| (r.get(0), r.get(1), r.get(2)));
     Ok(Some((family, user, status)))
 }
 
@@ -75,14 +79,16 @@ async fn revoke_family(
 impl RefreshTokenStore for PgStore {
     async fn create_refresh_token(&self, token: NewRefreshToken) -> Result<(), StoreError> {
         let conn = self.write_conn().await?;
-        // Only for a live, active user, read under a share lock on the user's row: a
-        // deactivation that committed first is seen (nothing stored), one that commits
-        // after waits for this insert and then revokes the token with the others.
+        // Only for a live, active user whose epoch is still the one the login read, read
+        // under a share lock on the user's row: a deactivation or credential change that
+        // committed first is seen (nothing stored), one that commits after waits for this
+        // insert and then revokes the token with the others.
         let stmt = conn
             .prepare_cached(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)
                  SELECT $1, $2, u.id, $4, $5 FROM users u
                  WHERE u.id = $3 AND u.status = 'active' AND u.deleted_at IS NULL
+                   AND u.token_epoch = $6
                  FOR SHARE",
             )
             .await
@@ -96,14 +102,27 @@ impl RefreshTokenStore for PgStore {
                     &token.user_id,
                     &now(),
                     &token.expires_at,
+                    &token.epoch,
                 ],
             )
             .await
             .map_err(pg_err)?;
-        if stored == 0 {
-            return Err(StoreError::Conflict(Conflict::AccountInactive));
+        if stored == 1 {
+            return Ok(());
         }
-        Ok(())
+        // Nothing stored; only which refusal to give is read here.
+        let status: Option<String> = conn
+            .query_opt(
+                "SELECT status FROM users WHERE id = $1 AND deleted_at IS NULL",
+                &[&token.user_id],
+            )
+            .await
+            .map_err(pg_err)?
+            .map(|r| r.get(0));
+        Err(StoreError::Conflict(match status.as_deref() {
+            Some("active") => Conflict::CredentialsChanged,
+            _ => Conflict::AccountInactive,
+        }))
     }
 
     async fn rotate_refresh_token(
@@ -114,10 +133,10 @@ impl RefreshTokenStore for PgStore {
     ) -> Result<Rotation, StoreError> {
         let mut conn = self.write_conn().await?;
         let tx = conn.transaction().await.map_err(pg_err)?;
-        let Some((family, user, status)) = lock_family(&tx, presented).await? else {
+        let Some((family, user, locked)) = lock_family(&tx, presented).await? else {
             return Ok(Rotation::Invalid);
         };
-        let Some(status) = status else {
+        let Some((status, role, epoch)) = locked else {
             return Ok(Rotation::Invalid);
         };
         let at = now();
@@ -162,6 +181,8 @@ impl RefreshTokenStore for PgStore {
         Ok(Rotation::Rotated {
             user_id: user,
             family_id: family,
+            role: Role::parse(&role).ok_or_else(|| StoreError::Internal(format!("role {role}")))?,
+            epoch,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::events::{Event, EventKind};
 use crate::store::{Conflict, StoreError, UserKey, UserListQuery, UserSort, UserStore};
 
 pub(crate) const USER_COLUMNS: &str =
-    "id, email, name, password_hash, role, status, version, created_at, updated_at";
+    "id, email, name, password_hash, role, status, version, created_at, updated_at, token_epoch";
 
 pub(crate) fn user_from_row(row: &Row) -> Result<User, StoreError> {
     let role: &str = row.get(4);
@@ -30,6 +30,7 @@ pub(crate) fn user_from_row(row: &Row) -> Result<User, StoreError> {
         version: row.get(6),
         created_at: row.get(7),
         updated_at: row.get(8),
+        token_epoch: row.get(9),
     })
 }
 
@@ -117,6 +118,7 @@ impl UserStore for PgStore {
             role: new.role,
             status: UserStatus::Active,
             version: 1,
+            token_epoch: 0,
             created_at: at,
             updated_at: at,
         };
@@ -200,21 +202,35 @@ impl UserStore for PgStore {
             }
             return Ok(user);
         }
+        // Lock the row first: the If-Match check and whether the credentials really change
+        // are judged on the version this write replaces.
+        let current = tx
+            .query_opt(
+                "SELECT version, email FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(pg_err)?
+            .ok_or(StoreError::NotFound)?;
+        let (version, email): (i64, String) = (current.get(0), current.get(1));
+        if !if_match.admits(version) {
+            return Err(StoreError::Conflict(Conflict::VersionMismatch));
+        }
+        let credentials = changes.changes_credentials(&email);
         let at = now();
-        // The If-Match check is part of the UPDATE's WHERE: no writer slips in between.
         let stmt = tx
             .prepare_cached(&format!(
                 "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email),
                         password_hash = COALESCE($4, password_hash),
+                        token_epoch = token_epoch + $6,
                         version = version + 1, updated_at = $5
-                 WHERE id = $1 AND deleted_at IS NULL
-                   AND ($6::bigint[] IS NULL OR version = ANY($6))
+                 WHERE id = $1
                  RETURNING {USER_COLUMNS}"
             ))
             .await
             .map_err(pg_err)?;
         let row = tx
-            .query_opt(
+            .query_one(
                 &stmt,
                 &[
                     &id,
@@ -222,16 +238,13 @@ impl UserStore for PgStore {
                     &changes.email.as_ref().map(Email::as_str),
                     &changes.password_hash,
                     &at,
-                    &if_match.versions(),
+                    &i32::from(credentials),
                 ],
             )
             .await
             .map_err(pg_err)?;
-        let Some(row) = row else {
-            return Err(why_not_written(&tx, id).await);
-        };
         let user = user_from_row(&row)?;
-        if changes.password_hash.is_some() {
+        if credentials {
             revoke_user_tokens(&tx, id, at).await?;
         }
         self.commit_with_event(tx, EventKind::UserUpdated, &user)
@@ -312,7 +325,7 @@ impl UserStore for PgStore {
             .query_opt(
                 &format!(
                     "UPDATE users SET role = 'admin', status = 'active', password_hash = $2,
-                            version = version + 1, updated_at = $3
+                            token_epoch = token_epoch + 1, version = version + 1, updated_at = $3
                      WHERE id = $1 AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
                 ),
                 &[&id, &password_hash, &at],

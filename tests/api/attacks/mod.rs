@@ -1,8 +1,10 @@
 //! Attacks, one test per class, named after what the attacker tries (issue 17). Each
 //! one once succeeded against Bulkhead; keep them green.
 
+mod account_takeover;
 mod bad_tokens;
 mod forwarded_for_lines;
+mod framework_errors;
 mod idempotency_outage;
 mod login_race;
 mod odd_input;

@@ -8,6 +8,7 @@
 //! `tests/api/openapi.rs` compares [`document`] with `http::served_routes` both ways.
 
 mod problems;
+mod rules;
 
 use std::sync::OnceLock;
 
@@ -72,6 +73,7 @@ struct ApiDoc;
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     problems::complete(&mut doc);
+    rules::state(&mut doc);
     doc
 }
 

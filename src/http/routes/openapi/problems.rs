@@ -18,7 +18,12 @@ pub fn specific_codes(operation_id: &str) -> Option<&'static [ErrorCode]> {
         "create_user" => &[ValidationFailed, DuplicateEmail],
         "list_users" => &[Forbidden],
         "get_me" | "get_user" => &[],
-        "update_user" => &[ValidationFailed, DuplicateEmail, PreconditionFailed],
+        "update_user" => &[
+            ValidationFailed,
+            DuplicateEmail,
+            PreconditionFailed,
+            InvalidCredentials,
+        ],
         "delete_user" => &[PreconditionFailed],
         "set_user_status" => &[Forbidden, ValidationFailed, InvalidTransition],
         "issue_token" => &[InvalidCredentials],

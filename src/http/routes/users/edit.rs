@@ -1,5 +1,5 @@
 //! `PATCH` and `DELETE /api/v1/users/{id}`: self or admin (anyone else gets the 404 of a
-//! missing id). `If-Match` is checked by the store inside the write (412 when stale).
+//! missing id). Users changing their own password or email send `current_password`. `If-Match` is checked by the store inside the write (412 when stale).
 //! Every write invalidates the user's cache entry before answering, so the auth
 //! middleware sees a deleted user (401) at once.
 
@@ -51,6 +51,11 @@ pub struct UserPatch {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     password: Member<String>,
+    /// The account's current password: required when users change their own password
+    /// or email (422 without it, 401 `invalid_credentials` when wrong); not needed for
+    /// anything else, nor by an admin changing another user.
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 /// Parse one member: `null` would remove a required field, which is a 422.
@@ -89,15 +94,30 @@ pub async fn patch(
     if !caller.may_act_for(id) {
         return Err(ApiError::not_found());
     }
+    // Users changing their own credentials prove they know the current password: a
+    // stolen access token alone must not be enough to take the account over.
+    let own_credentials = caller.id == id
+        && !(matches!(body.email, Member::Absent) && matches!(body.password, Member::Absent));
     let mut rules = Rules::default();
     let name = member(&mut rules, "name", body.name, UserName::parse);
     let email = member(&mut rules, "email", body.email, Email::parse);
     let password = member(&mut rules, "password", body.password, Password::parse);
+    let current_password = if own_credentials {
+        rules.check(
+            "current_password",
+            body.current_password.ok_or_else(|| {
+                Violation::new("required", "required to change your own password or email")
+            }),
+        )
+    } else {
+        None
+    };
     rules.finish()?;
     let edit = UserEdit {
         name,
         email,
         password,
+        current_password,
     };
     let user = state
         .svc
