@@ -84,6 +84,9 @@ impl Application {
         let server = HttpServer::new(move || http::app(state.clone()))
             // Before `listen`: the hook is captured when the listener is added.
             .on_connect(move |conn, ext| per_ip.on_connect(conn, ext))
+            // Nagle off: a streamed answer's last small write must not wait for the
+            // client's delayed ACK (~40 ms); actix-web leaves the OS default otherwise.
+            .tcp_nodelay(true)
             .workers(workers)
             .backlog(s.backlog)
             .max_connections(max_connections)

@@ -79,6 +79,8 @@ impl Gateway {
             body: RequestBody::Empty,
             idempotent: true,
             timeout,
+            // The overview's handler runs as its caller; the parts queue as that caller.
+            caller: crate::service::caller::current(),
         };
         let inbound = self.forward(route, out).await.map_err(PartError::Gateway)?;
         if !inbound.status.is_success() {
