@@ -52,7 +52,7 @@ impl Application {
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let gateway = crate::gateway::Gateway::start(&config.gateway)?;
-        let reloader = Arc::new(Reloader::new(path, config.clone(), &svc));
+        let reloader = Arc::new(Reloader::new(path, config.clone(), &svc, gateway.clone()));
         // Before the listener accepts anything: SIGHUP's default action ends the process.
         let hangups = hangups();
         let lifecycle = Arc::new(Lifecycle::default());
