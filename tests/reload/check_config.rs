@@ -15,13 +15,7 @@ impl Server {
         );
         std::fs::write(&running_file, self.with_server_section(running)).unwrap();
         std::fs::write(&next_file, self.with_server_section(next)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("BULKHEAD") || k == "DATABASE_URL" || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        let out = cmd
+        let out = bulkhead()
             .args(["check-config", "--config"])
             .arg(&running_file)
             .arg("--diff")
@@ -45,21 +39,7 @@ fn check_config_predicts_the_reload_of_a_global_policy() {
     };
     let mut running = base(&redis.url(), "quota = 1000\nwindow_secs = 60\n");
     let server = Server::start("predict", &running);
-    let policy = || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let res = reqwest::get(server.url("/api/v1/products")).await.unwrap();
-            assert_eq!(res.status(), 200);
-            res.headers()["ratelimit-policy"]
-                .to_str()
-                .unwrap()
-                .to_string()
-        })
-    };
-    assert!(policy().contains("q=1000"), "{}", policy());
+    assert!(server.policy().contains("q=1000"), "{}", server.policy());
 
     let cases = [
         (
@@ -111,8 +91,8 @@ fn check_config_predicts_the_reload_of_a_global_policy() {
         );
     }
     assert!(
-        policy().contains("q=500"),
+        server.policy().contains("q=500"),
         "the accepted quota: {}",
-        policy()
+        server.policy()
     );
 }

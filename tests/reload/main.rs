@@ -50,13 +50,7 @@ impl Server {
         let log = dir.join("stderr.log");
         let server = |config: &str| format!("[server]\nbind = \"127.0.0.1:{port}\"\n{config}");
         std::fs::write(&path, server(config)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("BULKHEAD") || k == "DATABASE_URL" || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
+        let child = bulkhead()
             .args(["serve", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -131,9 +125,36 @@ impl Server {
         }
     }
 
+    /// The `RateLimit-Policy` of an anonymous read (the `ip` policy in force).
+    fn policy(&self) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let res = reqwest::get(self.url("/api/v1/products")).await.unwrap();
+            res.headers()["ratelimit-policy"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The `bulkhead` binary, without the environment's `BULKHEAD*`, `DATABASE_URL` and
+/// `RUST_LOG` (the files say everything).
+fn bulkhead() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BULKHEAD") || k == "DATABASE_URL" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }
 
 /// Writes through a temporary file and a rename, as an operator's tooling should: a
