@@ -22,6 +22,12 @@ async fn forwarded_proto_is_trusted_only_from_a_trusted_proxy() {
     let untrusted = spawn_gateway(vec![route("echo", "/api/v1/echo", &[&echo])], |_| {}).await;
     let trusted = spawn_gateway(vec![route("echo", "/api/v1/echo", &[&echo])], |c| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.gateway.overview_parts = vec![bulkhead::config::OverviewPartConfig {
+            name: "echo".into(),
+            route: "echo".into(),
+            path: "/part".into(),
+            timeout_ms: 2_000,
+        }];
     })
     .await;
 
@@ -48,6 +54,22 @@ async fn forwarded_proto_is_trusted_only_from_a_trusted_proxy() {
         let doc: Value = send(&trusted, lines).await.unwrap().json().await.unwrap();
         assert_eq!(proto_seen(&doc), [want], "trusted peer, {lines:?}");
     }
+    // The overview's parts carry the same scheme.
+    let user = trusted.new_user().await;
+    let overview: Value = trusted
+        .authed(Method::GET, "/api/v1/me/overview", &user.token)
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        proto_seen(&overview["parts"]["echo"]),
+        ["https"],
+        "{overview}"
+    );
 }
 
 /// Writes `requests` on one kept-alive connection at once (pipelined) and reads until

@@ -156,9 +156,10 @@ pub async fn proxy(
     Ok(response(inbound, head))
 }
 
-/// `X-Forwarded-Proto`: the connection's own scheme, or what a trusted proxy in front
-/// says (`client_ip::forwarded_proto`).
-fn scheme(req: &HttpRequest, state: &AppState) -> &'static str {
+/// `X-Forwarded-Proto` (of forwarded requests and of the overview's parts): the
+/// connection's own scheme, or what a trusted proxy in front says
+/// (`client_ip::forwarded_proto`).
+pub(super) fn scheme(req: &HttpRequest, state: &AppState) -> &'static str {
     let own = if req.app_config().secure() {
         "https"
     } else {
