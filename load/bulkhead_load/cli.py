@@ -13,8 +13,9 @@ from .procs import CLEANUP, on_signal
 from .report import markdown
 from .results import Meta, Report, to_json
 from .runs import full_run, memory_run
+from .scenarios import NEEDS, check_only, selected, standalone
 from .targets import BASELINE_TARGETS, add_ratios, check_targets, versus
-from .tools import build, git, install_tools, require_tools
+from .tools import build, git, install_tools, require_services, require_tools
 
 
 def loadavg():
@@ -42,6 +43,8 @@ def measure_all(st, report):
         report.memory_100k = memory_run(st)
         return
     full_run(st, report)
+    if not report.floor:  # opt-in scenarios alone: nothing to take ratios of
+        return
     add_ratios(report)
     report.versus = {name: vs for name in BASELINE_TARGETS
                      if (vs := versus(report, name)) is not None}
@@ -59,12 +62,17 @@ def main(argv=None):
     st = config.settings(args)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    tools = require_tools(["wrk"] if st.memory else ["wrk", "oha"])
+    check_only(st.only)
+    alone = standalone(st.only)
+    tools = require_tools(["wrk"] if st.memory or alone else ["wrk", "oha"])
     st.wrk, st.oha = tools["wrk"], tools.get("oha")
+    if not st.memory:
+        st.services = require_services(sorted({n for s in selected(st.only)
+                                               for n in NEEDS[s]}))
     st.out = os.path.join(LOAD, "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(st.out, exist_ok=True)
     try:
-        build(st.skip_build)
+        build(st.skip_build, only_service=alone)
         report = Report(meta=meta(st, st.wrk))
         measure_all(st, report)
         report.meta.loadavg_end = loadavg()

@@ -73,17 +73,20 @@ class Settings:
     wrk: str = ""
     oha: str = ""
     db_url: str = ""
+    services: dict = field(default_factory=dict)  # nginx, redis-server, ... -> path
 
 
 def parser():
     ap = argparse.ArgumentParser(
         prog="load/run",
         description="Bulkhead load harness: one command, one report (load/README.md).",
-        epilog="load/run install-tools installs wrk and oha first (the scenarios name "
-               "what is missing and stop).")
+        epilog="load/run install-tools installs wrk and oha first, and nginx, "
+               "redis-server, nats-server and nats-py for the opt-in scenarios (a run "
+               "names what is missing and stops).")
     ap.add_argument("command", nargs="?", default="run", choices=("run", "install-tools"),
-                    help="run (default) or install-tools: install wrk (apt-get) and oha "
-                         "(cargo install) when missing, then exit")
+                    help="run (default) or install-tools: install wrk, nginx, "
+                         "redis-server, nats-server (apt-get), oha (cargo install) and "
+                         "nats-py (pip) when missing, then exit")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 3 s scenarios, 1 s warm-up, 200 users, no access-log "
                          "comparison")
@@ -129,7 +132,9 @@ def parser():
     ap.add_argument("--only", default="", metavar="NAME,...",
                     help="after the head-to-head, run only these registered scenarios "
                          "(names as in the report, e.g. s2_products,s3_orders; "
-                         "default: all)")
+                         "default: all but the opt-in ones). The opt-in scenarios "
+                         "s6_fleet, s7_events and reload start servers of their own and "
+                         "run only when named; named alone, without the head-to-head")
     ap.add_argument("--skip-build", action="store_true")
     return ap
 

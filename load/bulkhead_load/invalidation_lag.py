@@ -8,7 +8,7 @@ users, one at a time), and each instance's `bulkhead_cache_invalidation_lag_seco
 histogram (commit to eviction, from the notification's timestamp) gives p50/p99,
 interpolated linearly inside the histogram's buckets (so within a bucket's width: 0.25 ms
 below 1 ms, 1 ms to 3 ms, 15 ms between 10 and 25 ms). Standalone: not part of `load/run`
-(the fleet mode with nginx and Redis is a separate piece of work). Python 3 standard
+(`load/run --only s6_fleet` measures it through nginx over three). Python 3 standard
 library only; needs psql and Postgres on 127.0.0.1:5432.
 """
 import argparse

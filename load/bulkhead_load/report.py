@@ -18,6 +18,10 @@ BASELINE_NOTES = {
 def header(report):
     m = report.meta
     dirty = " (dirty)" if m.dirty else ""
+    if not report.floor and report.studies:  # opt-in scenarios alone
+        return [f"# Bulkhead load report {m.timestamp}: {', '.join(report.studies)}", "",
+                f"commit `{m.commit}`{dirty} on {m.host}, {m.cores} cores. Load average "
+                f"at start: {m.loadavg_start}, at the end: {m.loadavg_end}.", ""]
     if not report.floor:  # the memory check alone
         return [f"# Bulkhead memory check {m.timestamp}", "",
                 f"commit `{m.commit}`{dirty} on {m.host}, {m.cores} cores; {m.workers} "
@@ -198,12 +202,20 @@ def targets_table(report):
                for t in report.targets] + [""])
 
 
+def studies_section(report):
+    out = []
+    for name, study in report.studies.items():
+        out += [f"## {name}", ""] + list(study["markdown"]) + [""]
+    return out
+
+
 def markdown(report):
-    if not report.floor:  # the memory check alone
-        sections = [header, memory_section, targets_table]
+    if not report.floor:  # the memory check alone, or opt-in scenarios alone
+        sections = [header, studies_section, memory_section, targets_table]
     else:
         note = ([f"**Note:** {report.scenario1_note}", ""] if report.scenario1_note
                 else [])
         sections = [header, lambda _: note, main_table, versus_tables, rounds_table,
-                    overload_section, costs, perf_section, memory_section, targets_table]
+                    overload_section, costs, perf_section, studies_section,
+                    memory_section, targets_table]
     return "\n".join(line for section in sections for line in section(report)).rstrip("\n")

@@ -270,6 +270,9 @@ class Report:
     lua_count_cost: Optional[LuaCountCost] = None
     perf_s1: Optional[str] = None
     memory_100k: Optional[MemoryResult] = None
+    # Opt-in scenarios with servers of their own (s6_fleet, s7_events, reload): name ->
+    # {"markdown": [lines], "data": {...}}, each its own section of the report.
+    studies: dict = field(default_factory=dict)
     targets: list = field(default_factory=list)  # TargetCheck
 
     def scenario(self, name):

@@ -15,7 +15,7 @@ from .procs import CLEANUP, fresh_database, psql, start_baseline, start_bulkhead
 from .results import AccessLogCost, BodyMatch, LuaCountCost, MemoryResult, \
     Round, RoundFigures
 from .sampling import scrape, status_kb
-from .scenarios import Run, measure, run_registered
+from .scenarios import Run, measure, run_registered, standalone
 from .seed import login, mint_token, seed_products, seed_users
 
 # The axum baselines of the head-to-head: report name, binary, row title.
@@ -210,14 +210,20 @@ def full_run(st, report):
     run = Run(st=st, srv=srv, report=report, users=users, tokens_file=tokens_file,
               products_file=products_file, s1_path=s1_path)
     me_args = ["mode=me", f"path={s1_path}", f"tokens={tokens_file}"]
-    # Cache warm-up before anything is measured: every user once at least.
-    wrk(st, srv.port, max(st.warmup, 2), me_args)
-    head_to_head(run, body_file)
-    if st.perf:
-        log("s1_users_me again under perf record (not measured)")
-        report.perf_s1 = profile(st, run.srv, me_args, "s1")
-    if not st.quick or st.access_log_both:
-        access_log_aba(run)
+    if standalone(st.only):
+        # The opt-in scenarios start their own servers on the seeded database; the seeding
+        # server would only hold Postgres connections they need.
+        log(f"only opt-in scenarios ({', '.join(st.only)}): no head-to-head")
+        run.srv.stop()
+    else:
+        # Cache warm-up before anything is measured: every user once at least.
+        wrk(st, srv.port, max(st.warmup, 2), me_args)
+        head_to_head(run, body_file)
+        if st.perf:
+            log("s1_users_me again under perf record (not measured)")
+            report.perf_s1 = profile(st, run.srv, me_args, "s1")
+        if not st.quick or st.access_log_both:
+            access_log_aba(run)
     run_registered(run, st.only)
     run.srv.stop()
 

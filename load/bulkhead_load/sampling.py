@@ -126,6 +126,16 @@ def scrape(port):
     return out
 
 
+def gauge(port, name):
+    """The value of an unlabelled metric (or the first series of a labelled one) on the
+    server's /metrics; 0.0 when it is absent."""
+    _, _, body = Client(port).request("GET", "/metrics", timeout=5)
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def server_quantiles(before, after, route, qs=(0.5, 0.99), status=None,
                      metric="bulkhead_http_request_duration_seconds", label="route"):
     """Server-side latency of `route` over a scenario from the histogram's bucket deltas:

@@ -11,7 +11,8 @@ from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bulkhead_load import config, scenarios, tools  # noqa: E402
+from bulkhead_load import config, scenarios, services, tools  # noqa: E402
+from bulkhead_load.scenarios import events, reload  # noqa: E402
 from bulkhead_load.report import markdown  # noqa: E402
 from bulkhead_load.results import (Meta, Report, Round, RoundFigures, Sample,  # noqa: E402
                                    ScenarioResult, WrkSummary, to_json)
@@ -75,6 +76,16 @@ class ReportTest(unittest.TestCase):
                     "| scenario 1 ahead of lean axum | FAIL |"):
             self.assertIn(row, md)
 
+    def test_opt_in_studies_alone_make_a_report(self):
+        rep = Report(meta=report(85_000.0, 90_000.0).meta)
+        rep.studies["reload"] = {"markdown": ["| a | b |", "|---|---|", "| 1 | 2 |"],
+                                 "data": {"sighup_to_new_quota_ms": 2.5}}
+        md = markdown(rep)
+        self.assertIn("# Bulkhead load report t: reload", md)
+        self.assertIn("## reload\n\n| a | b |", md)
+        self.assertEqual(to_json(rep)["studies"]["reload"]["data"],
+                         {"sighup_to_new_quota_ms": 2.5})
+
     def test_json_is_plain_data(self):
         data = json.loads(json.dumps(to_json(report(85_000.0, 90_000.0))))
         self.assertEqual(data["floor"]["wrk"]["rps"], 100_000.0)
@@ -84,8 +95,9 @@ class ReportTest(unittest.TestCase):
 
 class RegistryTest(unittest.TestCase):
     def test_scenarios_run_in_registration_order_and_only_filters(self):
-        self.assertEqual(list(scenarios.REGISTRY)[:4],
-                         ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
+        self.assertEqual(list(scenarios.REGISTRY),
+                         ["s2_products", "s3_orders", "s4_mix", "s5_overload", "s6_fleet",
+                          "s7_events", "reload"])
         ran = []
         fake = {n: (lambda run, n=n: ran.append(n)) for n in scenarios.REGISTRY}
         with mock.patch.dict(scenarios.REGISTRY, fake):
@@ -94,6 +106,19 @@ class RegistryTest(unittest.TestCase):
             with self.assertRaises(SystemExit) as e:
                 scenarios.run_registered(None, ["s9_nothing"])
             self.assertIn("s9_nothing", str(e.exception))
+
+    def test_opt_in_scenarios_run_only_when_named(self):
+        self.assertEqual(scenarios.OPT_IN, {"s6_fleet", "s7_events", "reload"})
+        self.assertEqual(scenarios.selected([]),
+                         ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
+        self.assertEqual(scenarios.selected(["reload", "s6_fleet"]), ["s6_fleet", "reload"])
+        self.assertTrue(scenarios.standalone(["s7_events", "reload"]))
+        self.assertFalse(scenarios.standalone(["s7_events", "s3_orders"]))
+        self.assertFalse(scenarios.standalone([]))
+        self.assertEqual(scenarios.NEEDS["s6_fleet"], ("nginx", "redis-server"))
+        self.assertEqual(scenarios.NEEDS["s7_events"], ("nats-server",))
+        for name in scenarios.REGISTRY:
+            self.assertTrue(set(scenarios.NEEDS[name]) <= set(tools.SERVICES), name)
 
     def test_a_name_registers_once(self):
         with self.assertRaises(ValueError):
@@ -121,6 +146,57 @@ class ToolsTest(unittest.TestCase):
                          (20, 3, 5, 1000, [70, 20, 10]))
         self.assertEqual(config.parser().parse_args(["install-tools"]).command,
                          "install-tools")
+
+
+class PureFunctionsTest(unittest.TestCase):
+    def test_nginx_conf_keeps_the_fleet_file_and_points_it_at_local_instances(self):
+        with open(services.FLEET_CONF) as f:
+            template = f.read()
+        conf = services.nginx_conf(template, [7001, 7002, 7003], 7100, "/tmp/t")
+        self.assertIn("server 127.0.0.1:7001 max_fails=3 fail_timeout=5s;", conf)
+        self.assertIn("server 127.0.0.1:7003 max_fails=3 fail_timeout=5s;", conf)
+        self.assertNotIn("bulkhead-1:8080", conf)
+        self.assertIn("listen 127.0.0.1:7100;", conf)
+        self.assertNotIn("listen 8088", conf)
+        for kept in ("keepalive 64;", 'proxy_set_header Connection "";',
+                     "proxy_http_version 1.1;", "proxy_next_upstream"):
+            self.assertIn(kept, conf)
+        self.assertIn("daemon off;", conf)
+        self.assertIn("pid /tmp/t/nginx.pid;", conf)
+        self.assertEqual(conf.count("{"), conf.count("}"))
+        with self.assertRaises(ValueError):
+            services.nginx_conf("server { listen 80; }", [1], 2, "/tmp/t")
+
+    def test_gcra_reference_admits_the_burst_then_the_rate(self):
+        # 10 per second, burst 10: all of a burst of 10 at t=0, none of the next 10.
+        self.assertEqual(services.gcra_admitted([0.0] * 20, 10, 1), 10)
+        # 5x the rate for 10 s: burst + rate x time, within one.
+        times = [i / 50 for i in range(500)]
+        self.assertIn(services.gcra_admitted(times, 10, 1), (109, 110, 111))
+        # At the rate exactly, everything passes.
+        self.assertEqual(services.gcra_admitted([i / 10 for i in range(100)], 10, 1), 100)
+        self.assertEqual(services.gcra_admitted([0.0] * 5, 10, 1, burst=2), 2)
+
+    def test_percentile_by_nearest_rank(self):
+        self.assertIsNone(services.percentile([], 50))
+        self.assertEqual(services.percentile(list(range(1, 101)), 99), 99)
+        self.assertEqual(services.percentile(list(range(1, 101)), 50), 50)
+        self.assertEqual(services.percentile([3.0], 99), 3.0)
+
+    def test_cloudevent_time_with_nanoseconds(self):
+        t = events.parse_time("2026-12-03T15:00:00.123456789Z")
+        self.assertAlmostEqual(t, 1796310000.123456789, places=5)
+        self.assertEqual(events.parse_time("2026-12-03T15:00:00Z"), 1796310000.0)
+        self.assertEqual(events.parse_time("2026-12-03T15:00:00+00:00"), 1796310000.0)
+
+    def test_reload_latency_is_the_first_answer_with_the_new_quota(self):
+        answers = [(9.0, "1000"), (10.001, "1000"), (10.002, "1000"), (10.004, "30"),
+                   (10.005, "1000"), (10.006, "30")]
+        new, last_old = reload.first_change(answers, 10.0, "1000")
+        self.assertAlmostEqual(new, 0.004)
+        self.assertAlmostEqual(last_old, 0.002)
+        self.assertEqual(reload.first_change([(9.0, "1000")], 10.0, "1000"), (None, None))
+        self.assertIn("quota = 30", reload.config_text(30))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ of this file; the import order is the run order. The function gets the `Run` (se
 the Bulkhead server, seeded tokens and products, the report so far) and adds its results
 with `run.add(result)` (a row of the main table) or `run.add(result, extra=True)` (a
 supporting row). `load/run --only sN_name` runs just it after the head-to-head.
+
+A scenario that starts servers of its own (a fleet behind nginx, NATS, a reload) is
+registered `opt_in=True`: a full run leaves it out (it stays as long as before), and
+`--only` names it. When every scenario `--only` names is opt-in, the run is standalone:
+no baselines are built and there is no head-to-head (`runs.standalone`).
 """
 
 from dataclasses import dataclass, field
@@ -55,7 +60,7 @@ class Run:
     run on, what seeding wrote, and the report it adds its results to."""
 
     st: object  # config.Settings
-    srv: object  # procs.Server
+    srv: object  # procs.Server (stopped before the scenarios of a standalone run)
     report: Report
     users: list  # [(id, email, token)]
     tokens_file: str
@@ -73,30 +78,52 @@ class Run:
 
 
 REGISTRY: dict = {}  # name -> function(Run), in run order
+OPT_IN: set = set()  # names a full run leaves out; only --only runs them
+NEEDS: dict = {}  # name -> the servers it starts (tools.SERVICES), checked before the build
 
 
-def scenario(name) -> Callable:
-    """Registers a scenario function under `name` (its report name)."""
+def scenario(name, opt_in=False, needs=()) -> Callable:
+    """Registers a scenario function under `name` (its report name); `opt_in`: only
+    when `--only` names it (it starts servers of its own, `needs`)."""
 
     def register(fn):
         if name in REGISTRY:
             raise ValueError(f"scenario {name} registered twice")
         REGISTRY[name] = fn
+        NEEDS[name] = tuple(needs)
+        if opt_in:
+            OPT_IN.add(name)
         return fn
 
     return register
 
 
-def run_registered(run, only=()):
+def check_only(only):
     unknown = [n for n in only if n not in REGISTRY]
     if unknown:
         raise SystemExit(f"--only: no scenario {', '.join(unknown)}; registered: "
                          f"{', '.join(REGISTRY)}")
-    for name, fn in REGISTRY.items():
-        if not only or name in only:
-            fn(run)
+
+
+def standalone(only):
+    """Every scenario named is opt-in: the run needs no head-to-head before them."""
+    return bool(only) and all(n in OPT_IN for n in only)
+
+
+def selected(only=()):
+    """The scenarios a run with `only` measures, in run order."""
+    check_only(only)
+    return [n for n in REGISTRY if (n in only if only else n not in OPT_IN)]
+
+
+def run_registered(run, only=()):
+    for name in selected(only):
+        REGISTRY[name](run)
 
 
 # The scenarios, in run order. Add yours here.
 from . import basic  # noqa: E402,F401  s2_products, s3_orders, s4_mix
 from . import overload  # noqa: E402,F401  s5_overload (and s5_base)
+from . import fleet  # noqa: E402,F401  s6_fleet (opt-in)
+from . import events  # noqa: E402,F401  s7_events (opt-in)
+from . import reload  # noqa: E402,F401  reload (opt-in)
