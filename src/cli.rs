@@ -88,20 +88,26 @@ fn check_reload(running: &Config, file: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // What a reload decides: the same function (`reload::plan`).
+    let decision = crate::reload::plan(running, &next);
     let changes = crate::reload::diff(running, &next);
     for change in &changes {
         println!("{change}");
     }
-    match changes.iter().find(|c| !c.live) {
-        Some(c) => {
-            println!("rejected: `{}` cannot change without a restart", c.key);
+    match decision {
+        Err(crate::reload::Rejected::NotLive { key, .. }) => {
+            println!("rejected: `{key}` cannot change without a restart");
             ExitCode::from(1)
         }
-        None if changes.is_empty() => {
+        Err(e) => {
+            println!("rejected: {e}");
+            ExitCode::from(1)
+        }
+        Ok(changes) if changes.is_empty() => {
             println!("accepted: no changes");
             ExitCode::SUCCESS
         }
-        None => {
+        Ok(changes) => {
             println!("accepted: {} change(s) apply live", changes.len());
             ExitCode::SUCCESS
         }

@@ -52,7 +52,7 @@ impl Application {
         let svc = Services::start(config.clone(), store)?;
         svc.ensure_bootstrap_admin().await?;
         let gateway = crate::gateway::Gateway::start(&config.gateway)?;
-        let reloader = Arc::new(Reloader::new(path, config.clone(), &svc));
+        let reloader = Arc::new(Reloader::new(path, config.clone(), &svc, gateway.clone()));
         // Before the listener accepts anything: SIGHUP's default action ends the process.
         let hangups = hangups();
         let lifecycle = Arc::new(Lifecycle::default());
@@ -84,6 +84,9 @@ impl Application {
         let server = HttpServer::new(move || http::app(state.clone()))
             // Before `listen`: the hook is captured when the listener is added.
             .on_connect(move |conn, ext| per_ip.on_connect(conn, ext))
+            // Nagle off: a streamed answer's last small write must not wait for the
+            // client's delayed ACK (~40 ms); actix-web leaves the OS default otherwise.
+            .tcp_nodelay(true)
             .workers(workers)
             .backlog(s.backlog)
             .max_connections(max_connections)

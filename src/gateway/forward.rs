@@ -40,6 +40,9 @@ pub struct Outbound {
     pub idempotent: bool,
     /// The whole call's deadline (`timeout_ms` of the route, or a part's own).
     pub timeout: Duration,
+    /// Who the call is for (`service::caller`): the route's bulkhead queues fairly
+    /// between callers.
+    pub caller: u64,
 }
 
 /// The upstream's answer, its body streaming in.
@@ -150,7 +153,8 @@ async fn attempts(
     deadline: Instant,
 ) -> Result<Inbound, GatewayError> {
     let m = &route.meters;
-    let slot = match tokio::time::timeout_at(deadline, route.bulkhead.acquire()).await {
+    let slot = match tokio::time::timeout_at(deadline, route.bulkhead.acquire_as(out.caller)).await
+    {
         Ok(slot) => slot?,
         Err(_) => return Err(GatewayError::Timeout),
     };

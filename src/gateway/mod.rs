@@ -167,6 +167,11 @@ impl Route {
     pub fn circuit(&self) -> &Circuit {
         &self.circuit
     }
+
+    /// The `[gateway.upstream]` settings this route was started with.
+    pub fn upstream(&self) -> &UpstreamConfig {
+        &self.upstream
+    }
 }
 
 /// A string kept for the life of the process (a route's prefix and `Allow` list): they
@@ -194,12 +199,23 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    fn start(cfg: &GatewayConfig) -> anyhow::Result<Self> {
+    /// Starts the table `cfg` describes. A route of `current` whose settings (its own and
+    /// `[gateway.upstream]`) are unchanged is kept as it is: same circuit, bulkhead,
+    /// budget and balancer, so a reload does not reset them.
+    fn start(cfg: &GatewayConfig, current: Option<&RouteTable>) -> anyhow::Result<Self> {
         let upstream = Arc::new(cfg.upstream.clone());
         let routes = cfg
             .routes
             .iter()
-            .map(|r| Route::start(r, &upstream).map(Arc::new))
+            .map(|r| {
+                let kept = current
+                    .and_then(|t| t.route_named(&r.name))
+                    .filter(|old| old.cfg == *r && *old.upstream == cfg.upstream);
+                match kept {
+                    Some(old) => Ok(old.clone()),
+                    None => Route::start(r, &upstream).map(Arc::new),
+                }
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             routes,
@@ -242,7 +258,7 @@ impl Gateway {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("gateway.identity_secret is required"))?;
         describe_metrics();
-        let table = RouteTable::start(cfg)?;
+        let table = RouteTable::start(cfg, None)?;
         let runtime = UpstreamRuntime::start(cfg.upstream.client_threads)?;
         Ok(Some(Arc::new(Self {
             table: ArcSwap::from_pointee(table),
@@ -255,9 +271,21 @@ impl Gateway {
     /// Replaces the whole route table (live reload); requests in flight keep theirs.
     /// Must run inside an actix `System`, like [`Gateway::start`].
     pub fn replace_routes(&self, cfg: &GatewayConfig) -> anyhow::Result<()> {
-        let table = RouteTable::start(cfg)?;
-        self.table.store(Arc::new(table));
+        let table = self.prepare_routes(cfg)?;
+        self.install_routes(table);
         Ok(())
+    }
+
+    /// The first half of [`Gateway::replace_routes`]: starts the new table (unchanged
+    /// routes kept) without serving it, so a reload can fail before anything changed.
+    pub fn prepare_routes(&self, cfg: &GatewayConfig) -> anyhow::Result<RouteTable> {
+        let current = self.table.load_full();
+        RouteTable::start(cfg, Some(current.as_ref()))
+    }
+
+    /// The second half: new requests take `table`; requests in flight keep their route.
+    pub fn install_routes(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
     }
 
     /// The table in force.

@@ -31,6 +31,8 @@ pub struct PartCaller<'a> {
     pub role: &'a str,
     pub request_id: &'a str,
     pub client_ip: Option<IpAddr>,
+    /// `X-Forwarded-Proto`: the client's scheme, as for a forwarded request.
+    pub proto: &'a str,
 }
 
 impl Gateway {
@@ -63,7 +65,7 @@ impl Gateway {
             &headers::Context {
                 request_id: caller.request_id,
                 client_ip: caller.client_ip,
-                proto: "http",
+                proto: caller.proto,
                 host: None,
                 identity: Some(Identity {
                     user_id: caller.user_id,
@@ -79,6 +81,8 @@ impl Gateway {
             body: RequestBody::Empty,
             idempotent: true,
             timeout,
+            // The overview's handler runs as its caller; the parts queue as that caller.
+            caller: crate::service::caller::current(),
         };
         let inbound = self.forward(route, out).await.map_err(PartError::Gateway)?;
         if !inbound.status.is_success() {

@@ -70,6 +70,11 @@ pub fn diff(running: &Config, next: &Config) -> Vec<Change> {
             running.redis.url.as_ref().map(|u| u.expose()),
             next.redis.url.as_ref().map(|u| u.expose()),
         ),
+        (
+            "gateway.identity_secret",
+            running.gateway.identity_secret.as_ref().map(|s| s.expose()),
+            next.gateway.identity_secret.as_ref().map(|s| s.expose()),
+        ),
     ];
     for (key, a, b) in secrets {
         if a != b && !changes.iter().any(|c| c.key == key) {
@@ -111,8 +116,29 @@ pub fn is_live(key: &str) -> bool {
         (Some("cache"), Some(_), Some("capacity" | "ttl_secs")) => true,
         (Some("database"), Some("read_pool_size" | "write_pool_size"), None) => true,
         (Some("log"), Some("level" | "access_log"), None) => true,
+        // The route table is rebuilt and swapped whole (`Gateway::replace_routes`); the
+        // one client and its runtime are built once.
+        (Some("gateway"), Some(n), _) if is_route_list(n, "routes") => true,
+        (Some("gateway"), Some(n), _) if is_route_list(n, "overview_parts") => true,
+        (
+            Some("gateway"),
+            Some("upstream"),
+            Some(
+                "client_threads"
+                | "connect_timeout_ms"
+                | "pool_max_idle_per_host"
+                | "pool_idle_timeout_ms",
+            ),
+        ) => false,
+        (Some("gateway"), Some("upstream"), Some(_)) => true,
         _ => false,
     }
+}
+
+/// `name` is the list `list` or one of its entries (`routes`, `routes[2]`).
+fn is_route_list(name: &str, list: &str) -> bool {
+    name.strip_prefix(list)
+        .is_some_and(|rest| rest.is_empty() || (rest.starts_with('[') && rest.ends_with(']')))
 }
 
 /// The configuration as dotted keys and TOML-rendered values (secrets redacted).
@@ -137,6 +163,13 @@ fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
                     format!("{prefix}.{k}")
                 };
                 walk(&key, v, out);
+            }
+        }
+        // An array of tables (`[[gateway.routes]]`): one key per entry and field, as the
+        // validation names them (`gateway.routes[0].prefix`).
+        toml::Value::Array(items) if !items.is_empty() && items.iter().all(|v| v.is_table()) => {
+            for (i, v) in items.iter().enumerate() {
+                walk(&format!("{prefix}[{i}]"), v, out);
             }
         }
         other => {
@@ -193,6 +226,11 @@ mod tests {
             "cache.users.ttl_secs",
             "database.write_pool_size",
             "log.access_log",
+            "gateway.routes[0].upstreams",
+            "gateway.routes[12].name",
+            "gateway.overview_parts[1].timeout_ms",
+            "gateway.upstream.max_concurrent",
+            "gateway.upstream.circuit.minimum_calls",
         ] {
             assert!(is_live(key), "{key}");
         }
@@ -212,6 +250,10 @@ mod tests {
             "invalidation.enabled",
             "log.format",
             "metrics.latency_buckets_secs",
+            "gateway.identity_secret",
+            "gateway.upstream.client_threads",
+            "gateway.upstream.pool_idle_timeout_ms",
+            "gateway.routesx",
         ] {
             assert!(!is_live(key), "{key}");
         }

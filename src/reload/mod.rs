@@ -4,12 +4,16 @@
 //! ```text
 //! SIGHUP -> Config::load (file + environment, validated whole: the errors of a start)
 //!        -> diff against the running config -> any key that cannot change live? reject
+//!        -> gateway: the new route table started (unchanged routes kept), not yet served
 //!        -> limiter, bulkheads, hashing pool, circuit, caches, pools, log filter
+//!        -> gateway: the new route table served (requests in flight keep their route)
 //!        -> the new config is the running one (one ArcSwap store)
 //! ```
-//! A reload is all or nothing as far as validation goes: an invalid file, or a change to
-//! a key that cannot change live ([`diff::is_live`]), rejects it whole with a log line
-//! naming the key, and the running configuration stays. The apply steps only fail when
+//! A reload is all or nothing as far as validation goes: an invalid file, or a change
+//! [`plan`] refuses (a key that cannot change live ([`diff::is_live`]), the first or last
+//! gateway route, a global policy leaving GCRA), rejects it whole with a log line naming
+//! the key, and the running configuration stays. `check-config --diff` decides with the
+//! same [`plan`]. The apply steps only fail when
 //! an actor cannot be reached in time; the reload then counts as rejected, the running
 //! configuration is not replaced, and the next reload applies every changed section
 //! again (each step is idempotent).
@@ -24,6 +28,7 @@
 //! reload).
 
 pub mod diff;
+mod plan;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,24 +39,11 @@ use bulkhead_actors::{BlockingPool, Bulkhead, Circuit, RateLimiter, ShardedCache
 use metrics::{Counter, Gauge};
 use uuid::Uuid;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::service::{CachedUser, Services, VerifiedToken};
 pub use diff::{diff, is_live, Change};
-
-/// Why a reload was not applied.
-#[derive(Debug, thiserror::Error)]
-pub enum Rejected {
-    #[error("invalid configuration: {0}")]
-    Invalid(#[from] ConfigError),
-    #[error("`{key}` cannot change without a restart ({old} -> {new})")]
-    NotLive {
-        key: String,
-        old: String,
-        new: String,
-    },
-    #[error("{0}")]
-    Apply(String),
-}
+pub use plan::{plan, Rejected};
 
 /// What an applied reload changed.
 #[derive(Debug)]
@@ -70,6 +62,7 @@ struct Targets {
     absent_users: ShardedCache<Uuid, ()>,
     tokens: ShardedCache<String, Arc<VerifiedToken>>,
     resize_pools: Box<dyn Fn(usize, usize) + Send + Sync>,
+    gateway: Option<Arc<Gateway>>,
 }
 
 struct Meters {
@@ -91,7 +84,13 @@ pub struct Reloader {
 
 impl Reloader {
     /// `path` is the file the process started from (`None`: defaults and environment).
-    pub fn new(path: Option<PathBuf>, running: Arc<Config>, svc: &Services) -> Self {
+    /// `gateway` is the running gateway, `None` when the process started without routes.
+    pub fn new(
+        path: Option<PathBuf>,
+        running: Arc<Config>,
+        svc: &Services,
+        gateway: Option<Arc<Gateway>>,
+    ) -> Self {
         metrics::describe_counter!(
             "bulkhead_config_reloads_total",
             "Configuration reloads (SIGHUP), by outcome: applied or rejected"
@@ -128,6 +127,7 @@ impl Reloader {
                 absent_users: svc.absent_users.clone(),
                 tokens: svc.verified_tokens.clone(),
                 resize_pools: svc.pool_resizer(),
+                gateway,
             },
             meters,
             serial: tokio::sync::Mutex::new(()),
@@ -172,17 +172,20 @@ impl Reloader {
     /// Applies `next` if every changed key can change live.
     async fn apply(&self, next: Config) -> Result<Applied, Rejected> {
         let running = self.running.load_full();
-        let changes = diff(&running, &next);
-        if let Some(c) = changes.iter().find(|c| !c.live) {
-            return Err(Rejected::NotLive {
-                key: c.key.clone(),
-                old: c.old.clone(),
-                new: c.new.clone(),
-            });
-        }
+        let changes = plan(&running, &next)?;
         let changed = |prefix: &str| changes.iter().any(|c| c.key.starts_with(prefix));
         let t = &self.targets;
         let fail = Rejected::Apply;
+        // The new route table is started first (a route that cannot start rejects the
+        // reload before any actor changed) and served last.
+        let routes = match &t.gateway {
+            Some(gateway) if changed("gateway.") => Some(
+                gateway
+                    .prepare_routes(&next.gateway)
+                    .map_err(|e| Rejected::Apply(format!("{e:#}")))?,
+            ),
+            _ => None,
+        };
         if changed("rate_limits.") {
             if let Some(limiter) = &t.limiter {
                 let r = &next.rate_limits;
@@ -239,6 +242,9 @@ impl Reloader {
         }
         if changed("log.") {
             crate::telemetry::set_filter(&next.log).map_err(fail)?;
+        }
+        if let (Some(gateway), Some(routes)) = (&t.gateway, routes) {
+            gateway.install_routes(routes);
         }
         self.running.store(Arc::new(next));
         Ok(Applied { changes })

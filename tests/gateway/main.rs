@@ -1,15 +1,19 @@
 //! The gateway against real upstream HTTP servers the tests start and control
-//! (`upstream.rs`): forwarding, identity, deadlines, retries and their budget, circuits,
+//! (`tests/common/upstream.rs`): forwarding, identity, deadlines, retries and their budget, circuits,
 //! outlier ejection and the overview. One test binary of its own: `cargo test --test
 //! gateway`.
 
 #[path = "../api/helpers/mod.rs"]
 mod helpers;
+#[allow(dead_code)] // shared with tests/reload: not every binary uses every helper
+#[path = "../common/upstream.rs"]
 mod upstream;
 
+mod fairness;
 mod forwarding;
 mod identity;
 mod overview;
+mod passthrough;
 mod resilience;
 
 use bulkhead::config::{Config, RouteAuth, RouteConfig, Secret};

@@ -225,6 +225,13 @@ impl Actor for CircuitActor {
         // The actor receives no request messages; a small mailbox is enough.
         ctx.set_mailbox_capacity(16);
         ctx.run_interval(self.shared.tick, |act, ctx| {
+            // Every `Circuit` handle (and permit) is gone: nothing can ask this circuit
+            // again (a gateway route replaced by a reload). The interval would keep the
+            // actor alive for ever; stopping it with no address left ends it for good.
+            if Arc::strong_count(&act.shared) == 1 {
+                ctx.stop();
+                return;
+            }
             let shared = act.shared.clone();
             let ticked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 shared.tick(Instant::now())
@@ -239,5 +246,34 @@ impl Actor for CircuitActor {
 impl Supervised for CircuitActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.meter.restarted();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn the_ticker_ends_when_the_last_handle_is_dropped() {
+        tokio::time::pause();
+        let circuit = Circuit::start("dropped", CircuitConfig::default()).unwrap();
+        let copy = circuit.clone();
+        let shared = Arc::downgrade(&circuit.shared);
+        let tick = circuit.shared.tick;
+        drop(circuit);
+        for _ in 0..3 {
+            tokio::time::advance(tick).await;
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            shared.upgrade().is_some(),
+            "a clone still holds the circuit"
+        );
+        drop(copy);
+        for _ in 0..3 {
+            tokio::time::advance(tick).await;
+            tokio::task::yield_now().await;
+        }
+        assert!(shared.upgrade().is_none(), "the ticker actor still runs");
     }
 }

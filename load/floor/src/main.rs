@@ -6,10 +6,12 @@
 //! costs above this is the price of its own layers.
 //!
 //! ```text
-//! bulkhead-floor [--bind ADDR] [--workers N] [--body-file FILE] [--path PATH]
+//! bulkhead-floor [--bind ADDR] [--workers N] [--body-file FILE] [--path PATH] [--delay-us N]
 //! ```
 //! `--body-file` lets the load runner serve byte-for-byte the size of a real `/users/me`
 //! answer of the same run; without it a representative user body is served.
+//! `--delay-us N` answers each request after an (async, timer) wait of N microseconds:
+//! an upstream that does some work, for the gateway scenario.
 
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -26,12 +28,13 @@ struct Args {
     workers: usize,
     body_file: Option<String>,
     path: String,
+    delay: std::time::Duration,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bulkhead-floor [--bind ADDR (127.0.0.1:8081)] [--workers N (0 = cores)] \
-         [--body-file FILE] [--path PATH (/api/v1/users/me)]"
+         [--body-file FILE] [--path PATH (/api/v1/users/me)] [--delay-us N (0)]"
     );
     std::process::exit(2);
 }
@@ -42,6 +45,7 @@ fn parse_args() -> Args {
         workers: 0,
         body_file: None,
         path: "/api/v1/users/me".into(),
+        delay: std::time::Duration::ZERO,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +55,10 @@ fn parse_args() -> Args {
             "--workers" => args.workers = value().parse().unwrap_or_else(|_| usage()),
             "--body-file" => args.body_file = Some(value()),
             "--path" => args.path = value(),
+            "--delay-us" => {
+                let us = value().parse().unwrap_or_else(|_| usage());
+                args.delay = std::time::Duration::from_micros(us);
+            }
             _ => usage(),
         }
     }
@@ -71,12 +79,14 @@ fn main() -> std::io::Result<()> {
         args.workers
     };
     eprintln!(
-        "bulkhead-floor: {} on {} with {workers} workers, {} byte body",
+        "bulkhead-floor: {} on {} with {workers} workers, {} byte body, {:?} delay",
         args.path,
         args.bind,
-        body.len()
+        body.len(),
+        args.delay
     );
     let path = args.path.clone();
+    let delay = args.delay;
     actix_web::rt::System::new().block_on(
         HttpServer::new(move || {
             let body = body.clone();
@@ -85,6 +95,9 @@ fn main() -> std::io::Result<()> {
                 web::get().to(move || {
                     let body = body.clone();
                     async move {
+                        if !delay.is_zero() {
+                            actix_web::rt::time::sleep(delay).await;
+                        }
                         HttpResponse::Ok()
                             .content_type("application/json")
                             .insert_header((header::ETAG, "\"v1\""))

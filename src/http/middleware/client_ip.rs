@@ -30,6 +30,31 @@ pub fn resolve(peer: Option<IpAddr>, forwarded_for: &[&str], trusted: &[IpNet]) 
     Some(last_trusted.unwrap_or(peer))
 }
 
+/// The scheme the client used: the connection's own (`own`), unless the peer is a
+/// trusted proxy whose `X-Forwarded-Proto` (every line, in order) ends in `http` or
+/// `https`; then that last value. Anything else a proxy sent (or any value from an
+/// untrusted peer) leaves the connection's own scheme.
+pub fn forwarded_proto(
+    peer: Option<IpAddr>,
+    forwarded_proto: &[&str],
+    trusted: &[IpNet],
+    own: &'static str,
+) -> &'static str {
+    if !peer.is_some_and(|p| is_trusted(p, trusted)) {
+        return own;
+    }
+    let last = forwarded_proto
+        .iter()
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .rfind(|v| !v.is_empty());
+    match last {
+        Some(v) if v.eq_ignore_ascii_case("https") => "https",
+        Some(v) if v.eq_ignore_ascii_case("http") => "http",
+        _ => own,
+    }
+}
+
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -67,6 +92,40 @@ mod tests {
             "10.0.0.2".parse().ok()
         );
         assert_eq!(resolve(peer, &["junk"], &trusted), peer);
+    }
+
+    #[test]
+    fn forwarded_proto_only_from_a_trusted_peer() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy = "10.1.1.1".parse().ok();
+        let client = "203.0.113.9".parse().ok();
+        assert_eq!(
+            forwarded_proto(client, &["https"], &trusted, "http"),
+            "http"
+        );
+        assert_eq!(forwarded_proto(proxy, &["https"], &[], "http"), "http");
+        assert_eq!(
+            forwarded_proto(proxy, &["https"], &trusted, "http"),
+            "https"
+        );
+        assert_eq!(
+            forwarded_proto(proxy, &["HTTPS"], &trusted, "http"),
+            "https"
+        );
+        assert_eq!(
+            forwarded_proto(proxy, &["https", "http"], &trusted, "http"),
+            "http"
+        );
+        assert_eq!(
+            forwarded_proto(proxy, &["http, https"], &trusted, "http"),
+            "https"
+        );
+        assert_eq!(
+            forwarded_proto(proxy, &["https", "gopher"], &trusted, "http"),
+            "http"
+        );
+        assert_eq!(forwarded_proto(proxy, &[], &trusted, "https"), "https");
+        assert_eq!(forwarded_proto(None, &["https"], &trusted, "http"), "http");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::gateway::body::CHANNEL_CHUNKS;
 use crate::gateway::forward::{GatewayError, Inbound, Outbound};
 use crate::gateway::headers::{self as gw_headers, Identity};
 use crate::gateway::{BodyError, Chunk, RequestBody};
+use crate::http::middleware::client_ip;
 use crate::http::middleware::request::{Passthrough, RequestContext, RouteLabel};
 use crate::http::state::AppState;
 use crate::http::support::caller::Caller;
@@ -91,6 +92,7 @@ pub async fn proxy(
         ),
         _ => None,
     };
+    let proto = scheme(&req, &state);
     let client_headers = to_http1(req.headers());
     let host = client_headers.get(http::header::HOST).cloned();
     let headers = gw_headers::upstream_request(
@@ -98,7 +100,7 @@ pub async fn proxy(
         &gw_headers::Context {
             request_id: &request_id,
             client_ip,
-            proto: "http",
+            proto,
             host: host.as_ref(),
             identity: match (&sub, role, &token) {
                 (Some(user_id), Some(role), Some(token)) => Some(Identity {
@@ -124,11 +126,15 @@ pub async fn proxy(
             | http::Method::OPTIONS
     ) || client_headers.contains_key("idempotency-key");
     let timeout = Duration::from_millis(route.cfg.timeout_ms);
+    // The caller the rate-limit middleware runs this handler as: the route's bulkhead
+    // queues fairly between callers, as the API's own bulkheads do.
+    let caller_key = crate::service::caller::current();
+    let head = method == http::Method::HEAD;
     let body = request_body(
         &req,
         payload,
         idempotent,
-        state.config.gateway.upstream.retry_buffer_bytes,
+        route.upstream().retry_buffer_bytes,
         timeout,
     )
     .await?;
@@ -142,11 +148,33 @@ pub async fn proxy(
                 body,
                 idempotent,
                 timeout,
+                caller: caller_key,
             },
         )
         .await
         .map_err(problem)?;
-    Ok(response(inbound))
+    Ok(response(inbound, head))
+}
+
+/// `X-Forwarded-Proto` (of forwarded requests and of the overview's parts): the
+/// connection's own scheme, or what a trusted proxy in front says
+/// (`client_ip::forwarded_proto`).
+pub(super) fn scheme(req: &HttpRequest, state: &AppState) -> &'static str {
+    let own = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let trusted = &state.config.server.trusted_proxies[..];
+    if trusted.is_empty() {
+        return own;
+    }
+    let lines: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-proto")
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    client_ip::forwarded_proto(req.peer_addr().map(|a| a.ip()), &lines, trusted, own)
 }
 
 /// Rejects what an upstream could resolve outside the route: `.`/`..` segments, plain or
@@ -238,8 +266,21 @@ async fn request_body(
     Ok(RequestBody::Streamed(rx))
 }
 
+/// Whether an answer with this status, or to this request, carries no body (RFC 9110
+/// 6.4.1: 1xx, 204, 304, and any answer to HEAD).
+fn bodiless(status: StatusCode, head: bool) -> bool {
+    head || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 /// The upstream's answer as the response, its body streaming.
-fn response(inbound: Inbound) -> HttpResponse {
+///
+/// A bodiless answer gets no body at all: actix-http writes a 304's head without
+/// `Transfer-Encoding` but still frames a streamed body, so the chunked terminator would
+/// follow the 304 and the client would read it as the next response. For HEAD the
+/// upstream's declared length is kept as `Content-Length`.
+fn response(inbound: Inbound, head: bool) -> HttpResponse {
     let status = StatusCode::from_u16(inbound.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(status);
     let headers = gw_headers::client_response(&inbound.headers);
@@ -251,10 +292,30 @@ fn response(inbound: Inbound) -> HttpResponse {
             res.append_header((n, v));
         }
     }
-    let mut res = res.body(UpstreamBody {
-        len: inbound.len,
-        rx: inbound.body,
-    });
+    let mut res = if bodiless(status, head) {
+        // Dropping the receiver ends the pump (and frees the bulkhead slot) at once.
+        let declared = inbound.len.filter(|_| head);
+        let mut res = res.body(NoBody(if declared.is_some() {
+            BodySize::Stream
+        } else {
+            BodySize::None
+        }));
+        if let Some(n) = declared {
+            // HEAD keeps the upstream's length as a plain header over an unframed,
+            // empty body: a `Sized(n)` body would be framed as `n` bytes whenever
+            // actix-http has already decoded a pipelined request after the HEAD (its
+            // HEAD flag follows the last request decoded), and the connection would fail.
+            res.head_mut().no_chunking(true);
+            res.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        res
+    } else {
+        res.body(UpstreamBody {
+            len: inbound.len,
+            rx: inbound.body,
+        })
+    };
     res.extensions_mut().insert(Passthrough);
     res
 }
@@ -278,6 +339,26 @@ impl MessageBody for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, BodyError>>> {
         self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+/// No body: `None` for 1xx, 204 and 304, so actix-http frames nothing after the head;
+/// an unframed stream (`Stream` with chunking off) for HEAD, so a `Content-Length` header
+/// can say the upstream's length.
+struct NoBody(BodySize);
+
+impl MessageBody for NoBody {
+    type Error = BodyError;
+
+    fn size(&self) -> BodySize {
+        self.0
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, BodyError>>> {
+        Poll::Ready(None)
     }
 }
 

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::gateway::problem;
+use super::gateway::{problem, scheme};
 use super::resource::resource;
 use crate::domain::order::OrderQuery;
 use crate::error::{ApiError, ErrorCode};
@@ -86,6 +86,7 @@ async fn overview(
         role: caller.role.as_str(),
         request_id: &request_id,
         client_ip,
+        proto: scheme(&req, &state),
     };
     let table = state.gateway.as_ref().map(|g| (g, g.table()));
     let parts = async {

@@ -1,6 +1,7 @@
 //! Upstream HTTP servers the tests start and control: echoing, answering a status,
-//! slow, resetting; each counts the requests it received. A hyper server on the test's
-//! runtime, stopped when dropped.
+//! slow, held until released, resetting; each counts the requests it received. A hyper
+//! server on the test's runtime, stopped when dropped. Shared by `tests/gateway` and
+//! `tests/reload` (`#[path]`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,12 +22,15 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// 200 (or the status in `x-want-status`) with the request as JSON: method, path,
-    /// query, headers (every line, in order), body (its length, and its text when short).
+    /// query, headers (every line, in order), body (its length, and its text when short);
+    /// `ETag: "v1"`, and 304 with no body when `If-None-Match` is `"v1"`.
     Echo,
     /// This status, with a short text body.
     Status(u16),
     /// Waits this long, then answers 200 `{"slow": true}`.
     Slow(Duration),
+    /// Waits until [`Upstream::release`] lets it go, then answers 200 `{"held": true}`.
+    Held,
     /// Accepts the connection, reads the request, then resets it (RST).
     Reset,
     /// 200 with a body of this many bytes, sent in 64 KiB chunks.
@@ -36,6 +40,7 @@ pub enum Mode {
 struct Shared {
     hits: AtomicUsize,
     mode: Mutex<Mode>,
+    gate: tokio::sync::Semaphore,
 }
 
 pub struct Upstream {
@@ -57,6 +62,7 @@ impl Upstream {
         let shared = Arc::new(Shared {
             hits: AtomicUsize::new(0),
             mode: Mutex::new(mode),
+            gate: tokio::sync::Semaphore::new(0),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -97,10 +103,18 @@ impl Upstream {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
+    /// Lets `n` held requests answer.
+    pub fn release(&self, n: usize) {
+        self.shared.gate.add_permits(n);
+    }
+
     pub fn set(&self, mode: Mode) {
         *self.shared.mode.lock().unwrap() = mode;
     }
 }
+
+/// The echo's entity tag.
+pub const ECHO_ETAG: &str = "\"v1\"";
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
@@ -119,6 +133,18 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>
     Ok(match mode {
         Mode::Echo => {
             let (parts, body) = req.into_parts();
+            if parts
+                .headers
+                .get("if-none-match")
+                .is_some_and(|v| v == ECHO_ETAG)
+            {
+                return Ok(Response::builder()
+                    .status(304)
+                    .header("etag", ECHO_ETAG)
+                    .header("x-upstream", "yes")
+                    .body(Full::new(Bytes::new()).boxed())
+                    .unwrap());
+            }
             let body = body
                 .collect()
                 .await
@@ -142,16 +168,25 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>
                 "body_len": body.len(),
                 "body": if body.len() <= 4096 { String::from_utf8_lossy(&body).into_owned() } else { String::new() },
             });
-            full(
+            let mut res = full(
                 status,
                 "application/json",
                 serde_json::to_vec(&doc).unwrap(),
-            )
+            );
+            res.headers_mut()
+                .insert("etag", hyper::header::HeaderValue::from_static(ECHO_ETAG));
+            res
         }
         Mode::Status(status) => full(status, "text/plain", format!("upstream says {status}")),
         Mode::Slow(d) => {
             tokio::time::sleep(d).await;
             full(200, "application/json", r#"{"slow":true}"#)
+        }
+        Mode::Held => {
+            if let Ok(permit) = s.gate.acquire().await {
+                permit.forget();
+            }
+            full(200, "application/json", r#"{"held":true}"#)
         }
         Mode::Reset => full(500, "text/plain", "unreachable"),
         Mode::Large(n) => {
