@@ -79,8 +79,10 @@ pub struct InvalidationConfig {
     pub reconnect_min_ms: u64,
     /// Longest wait between reconnection attempts.
     pub reconnect_max_ms: u64,
-    /// How often the listener checks its connection (`SELECT 1`); a check or a connection
-    /// attempt that takes longer than this counts as a lost connection.
+    /// How often the listener checks its connection (`SELECT 1`). A connection attempt
+    /// slower than this fails; a check slower than this degrades the caches (cached users
+    /// trusted for `cache.users.degraded_ttl_ms`), and one unanswered after twice this
+    /// counts as a lost connection.
     pub ping_interval_ms: u64,
     /// Product changes buffered for each subscriber (a product cache) before it lags and
     /// is told to drop everything.
