@@ -35,6 +35,7 @@ use metrics::{Counter, Gauge};
 use uuid::Uuid;
 
 use crate::config::{Config, ConfigError};
+use crate::service::product_cache::ProductCache;
 use crate::service::{CachedUser, Services, VerifiedToken};
 pub use diff::{diff, is_live, Change};
 
@@ -68,6 +69,7 @@ struct Targets {
     pg_circuit: Option<Circuit>,
     users: ShardedCache<Uuid, Arc<CachedUser>>,
     tokens: ShardedCache<String, Arc<VerifiedToken>>,
+    products: Arc<ProductCache>,
     resize_pools: Box<dyn Fn(usize, usize) + Send + Sync>,
 }
 
@@ -125,6 +127,7 @@ impl Reloader {
                 pg_circuit,
                 users: svc.users.clone(),
                 tokens: svc.verified_tokens.clone(),
+                products: svc.products.clone(),
                 resize_pools: svc.pool_resizer(),
             },
             meters,
@@ -223,6 +226,12 @@ impl Reloader {
         if changed("cache.tokens.") {
             t.tokens
                 .reconfigure(&next.cache.tokens)
+                .await
+                .map_err(fail)?;
+        }
+        if changed("cache.products.") {
+            t.products
+                .reconfigure(&next.cache.products)
                 .await
                 .map_err(fail)?;
         }
