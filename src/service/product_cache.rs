@@ -15,8 +15,11 @@
 //!   `sql/0004` trigger leaves stock-only updates out, so the order path takes no NOTIFY
 //!   lock). So no entry is served to a request that arrived `cache.products.max_age_ms`
 //!   (at most 100) or more after the entry's load began: the load began after any write
-//!   acknowledged 100 ms before the request, so it reflects it. While the listener is
-//!   disconnected the bound is also at most `cache.users.degraded_ttl_ms`.
+//!   acknowledged 100 ms before the request, so it reflects it. A request that waited for
+//!   a shared load in flight takes its result if that load began less than 100 ms before
+//!   the request arrived (the same argument), so a load slower than `max_age_ms` under
+//!   saturation does not send every waiter to the store. While the listener is
+//!   disconnected both bounds are also at most `cache.users.degraded_ttl_ms`.
 //! * Versioned: a product's entry is never replaced by an older version of it.
 //!
 //! Metrics: `bulkhead_cache_{hits,misses,evictions}_total{cache="products"|"product_lists"}`
@@ -35,7 +38,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::config::{Config, ProductsCacheConfig};
+use crate::config::{Config, ProductsCacheConfig, MAX_PRODUCT_AGE_MS};
 use crate::domain::precondition::ETag;
 use crate::domain::product::Product;
 use crate::error::ApiError;
@@ -139,9 +142,25 @@ impl ProductCache {
         asked.saturating_duration_since(loaded) < self.max_age()
     }
 
-    /// Read through `cache`: a fresh entry, else the result of one shared `load`, which
-    /// is called again (uncached) in the rare case the shared result is not fresh enough
-    /// for this request (a load that began long before it).
+    /// Whether the result of a shared load that began at `loaded` may answer a request
+    /// that arrived at `asked` and waited for it: up to the contract's bound (a write
+    /// acknowledged 100 ms before the request was committed before the load began), so
+    /// that a load slower than `max_age_ms` under saturation does not send every waiter
+    /// to the store on its own (which is what shed reads as 503).
+    fn fresh_shared(&self, loaded: Instant, asked: Instant) -> bool {
+        let bound = Duration::from_millis(MAX_PRODUCT_AGE_MS);
+        let bound = if self.invalidations.is_listening() && !self.invalidations.is_connected() {
+            bound.min(self.degraded_ttl)
+        } else {
+            bound
+        };
+        asked.saturating_duration_since(loaded) < bound
+    }
+
+    /// Read through `cache`: a fresh entry (load began less than `max_age_ms` before the
+    /// request), else the result of one shared `load` that began less than 100 ms before
+    /// the request (see [`ProductCache::fresh_shared`]), else (a load slower than that,
+    /// or one that installed late) a load of its own, uncached.
     async fn read_through<K, Q, V, F, Fut>(
         &self,
         cache: &ShardedCache<K, Arc<V>>,
@@ -165,7 +184,7 @@ impl ProductCache {
             }
         }
         match cache.get_or_load(key.to_owned(), &load).await? {
-            Some(v) if !self.fresh(v.loaded(), asked) => load().await,
+            Some(v) if !self.fresh_shared(v.loaded(), asked) => load().await,
             other => Ok(other),
         }
     }
