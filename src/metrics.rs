@@ -201,4 +201,8 @@ fn describe() {
         "bulkhead_invalidation_reconnects_total",
         "Times the invalidation listener connected again after losing its connection"
     );
+    describe_counter!(
+        "bulkhead_invalidation_slow_checks_total",
+        "Connection checks of the invalidation listener answered late or not at all (caches degraded meanwhile)"
+    );
 }

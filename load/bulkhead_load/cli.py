@@ -64,7 +64,9 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_signal)
     check_only(st.only)
     alone = standalone(st.only)
-    tools = require_tools(["wrk"] if st.memory or alone else ["wrk", "oha"])
+    # oha drives only the open-loop overload (s5): a run of other scenarios needs wrk.
+    needs_oha = not st.memory and not alone and (not st.only or "s5_overload" in st.only)
+    tools = require_tools(["wrk", "oha"] if needs_oha else ["wrk"])
     st.wrk, st.oha = tools["wrk"], tools.get("oha")
     if not st.memory:
         st.services = require_services(sorted({n for s in selected(st.only)

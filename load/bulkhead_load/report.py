@@ -177,6 +177,23 @@ def costs(report):
     return out
 
 
+def pgbench_section(report):
+    if not report.pgbench:
+        return []
+    out = ["pgbench beside the scenarios (same machine, same run, own database, the "
+           "scenario's clients and duration):", "",
+           "| pgbench | scale | clients | tps | latency avg ms | beside |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {p.mode} | {p.scale} | {p.clients} | {fmt(p.tps, 0)} | "
+            f"{fmt(p.latency_avg_ms)} | {p.beside} |" for p in report.pgbench]
+    out += ["", "| scenario | req/s | pgbench | tps | ratio | note |",
+            "|---|---|---|---|---|---|"]
+    out += [f"| {r.scenario} | {fmt(r.scenario_rps, 0)} | {r.pgbench} | "
+            f"{fmt(r.pgbench_tps, 0)} | {fmt(r.ratio)}x | {r.note} |"
+            for r in report.pgbench_ratios]
+    return out + [""]
+
+
 def perf_section(report):
     if not report.perf_s1:
         return []
@@ -216,6 +233,6 @@ def markdown(report):
         note = ([f"**Note:** {report.scenario1_note}", ""] if report.scenario1_note
                 else [])
         sections = [header, lambda _: note, main_table, versus_tables, rounds_table,
-                    overload_section, costs, perf_section, studies_section,
-                    memory_section, targets_table]
+                    overload_section, pgbench_section, costs, perf_section,
+                    studies_section, memory_section, targets_table]
     return "\n".join(line for section in sections for line in section(report)).rstrip("\n")

@@ -255,6 +255,34 @@ class Meta:
 
 
 @dataclass
+class PgbenchResult:
+    """One pgbench run beside a scenario (pgbench.py)."""
+
+    name: str  # pgbench_select_only | pgbench_tpcb_like
+    mode: str  # select-only | tpcb-like
+    scale: int
+    clients: int
+    threads: int
+    duration_s: int
+    tps: float
+    latency_avg_ms: float
+    transactions: int
+    beside: str  # the scenario it is the baseline of
+
+
+@dataclass
+class PgbenchRatio:
+    """A scenario's throughput against pgbench's, from the same run."""
+
+    scenario: str
+    pgbench: str
+    scenario_rps: float
+    pgbench_tps: float
+    ratio: float
+    note: str = ""
+
+
+@dataclass
 class Report:
     meta: Optional[Meta] = None
     floor: Optional[ScenarioResult] = None
@@ -273,6 +301,8 @@ class Report:
     # Opt-in scenarios with servers of their own (s6_fleet, s7_events, reload): name ->
     # {"markdown": [lines], "data": {...}}, each its own section of the report.
     studies: dict = field(default_factory=dict)
+    pgbench: list = field(default_factory=list)  # PgbenchResult
+    pgbench_ratios: list = field(default_factory=list)  # PgbenchRatio
     targets: list = field(default_factory=list)  # TargetCheck
 
     def scenario(self, name):

@@ -11,11 +11,12 @@ from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bulkhead_load import config, scenarios, services, tools  # noqa: E402
+from bulkhead_load import config, pgbench, scenarios, services, tools  # noqa: E402
 from bulkhead_load.scenarios import events, reload  # noqa: E402
 from bulkhead_load.report import markdown  # noqa: E402
-from bulkhead_load.results import (Meta, Report, Round, RoundFigures, Sample,  # noqa: E402
-                                   ScenarioResult, WrkSummary, to_json)
+from bulkhead_load.results import (Meta, PgbenchRatio, PgbenchResult,  # noqa: E402
+                                   Report, Round, RoundFigures, Sample, ScenarioResult,
+                                   WrkSummary, to_json)
 from bulkhead_load.targets import add_ratios, check_targets, versus  # noqa: E402
 
 
@@ -146,6 +147,29 @@ class ToolsTest(unittest.TestCase):
                          (20, 3, 5, 1000, [70, 20, 10]))
         self.assertEqual(config.parser().parse_args(["install-tools"]).command,
                          "install-tools")
+
+    def test_pgbench_output_is_parsed_and_reported_beside_its_scenario(self):
+        out = ("scaling factor: 64\nnumber of clients: 64\n"
+               "number of transactions actually processed: 51234\n"
+               "latency average = 24.985 ms\n"
+               "tps = 2561.234567 (without initial connection time)\n")
+        self.assertEqual(pgbench.parse(out, r"tps = ([\d.]+)"), 2561.234567)
+        self.assertEqual(pgbench.parse(out, r"latency average = ([\d.]+) ms"), 24.985)
+        with self.assertRaises(RuntimeError):
+            pgbench.parse("no figures", r"tps = ([\d.]+)")
+        rep = report(s1_rps=1000.0, lean_rps=900.0)
+        rep.pgbench.append(PgbenchResult(
+            name="pgbench_tpcb_like", mode="tpcb-like", scale=64, clients=64, threads=2,
+            duration_s=20, tps=2561.2, latency_avg_ms=25.0, transactions=51234,
+            beside="s3_orders"))
+        rep.pgbench_ratios.append(PgbenchRatio(
+            scenario="s3_orders", pgbench="tpcb-like -s 64", scenario_rps=2049.0,
+            pgbench_tps=2561.2, ratio=0.8, note="median of 2"))
+        md = markdown(rep)
+        self.assertIn("| tpcb-like | 64 | 64 | 2,561 |", md)
+        self.assertIn("| s3_orders | 2,049 | tpcb-like -s 64 | 2,561 | 0.80x |", md)
+        self.assertEqual(json.loads(json.dumps(to_json(rep)))["pgbench_ratios"][0]["ratio"],
+                         0.8)
 
 
 class PureFunctionsTest(unittest.TestCase):

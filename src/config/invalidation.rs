@@ -1,5 +1,6 @@
 //! `[cache.users]` (the per-user cache, with the bound on trusting it while invalidations
-//! may be going missing) and `[invalidation]` (the LISTEN/NOTIFY listener that keeps the
+//! may be going missing), `[cache.products]` (public product reads, with the bound on
+//! their age) and `[invalidation]` (the LISTEN/NOTIFY listener that keeps the
 //! caches of every instance in step with Postgres).
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,68 @@ impl UsersCacheConfig {
     }
 }
 
+/// Longest `cache.products.max_age_ms` accepted: the contract's 100 ms bound on seeing
+/// another instance's write (stock taken by its orders is not announced).
+pub const MAX_PRODUCT_AGE_MS: u64 = 100;
+
+/// Public product reads (`GET /api/v1/products/{id}` and list pages), cached as the
+/// bytes they answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProductsCacheConfig {
+    /// Off: every read goes to the store.
+    pub enabled: bool,
+    /// Products cached by id, in all shards together.
+    pub capacity: usize,
+    /// List pages cached by their query string.
+    pub list_capacity: usize,
+    /// No entry is served to a request that arrived longer than this after the entry's
+    /// load began (1..=100): stock changed by another instance's orders is announced to
+    /// no one, so this is what bounds its staleness.
+    pub max_age_ms: u64,
+}
+
+impl Default for ProductsCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            capacity: 10_000,
+            list_capacity: 1_000,
+            max_age_ms: 50,
+        }
+    }
+}
+
+impl ProductsCacheConfig {
+    /// The cache actors' part, for products (`list: false`) or list pages.
+    pub fn cache(&self, list: bool) -> CacheConfig {
+        CacheConfig {
+            capacity: if list {
+                self.list_capacity
+            } else {
+                self.capacity
+            },
+            // Entries are dropped by age long before; this only sets the sweep.
+            ttl_secs: 1,
+            ..CacheConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.cache(false).validate()?;
+        self.cache(true)
+            .validate()
+            .map_err(|e| e.replace("capacity", "list_capacity"))?;
+        if !(1..=MAX_PRODUCT_AGE_MS).contains(&self.max_age_ms) {
+            return Err(format!(
+                "max_age_ms must be from 1 to {MAX_PRODUCT_AGE_MS} (the contract's bound on \
+                 seeing another instance's write)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The listener (Postgres only; the embedded store is one process and needs none).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -79,8 +142,10 @@ pub struct InvalidationConfig {
     pub reconnect_min_ms: u64,
     /// Longest wait between reconnection attempts.
     pub reconnect_max_ms: u64,
-    /// How often the listener checks its connection (`SELECT 1`); a check or a connection
-    /// attempt that takes longer than this counts as a lost connection.
+    /// How often the listener checks its connection (`SELECT 1`). A connection attempt
+    /// slower than this fails; a check slower than this degrades the caches (cached users
+    /// trusted for `cache.users.degraded_ttl_ms`), and one unanswered after twice this
+    /// counts as a lost connection.
     pub ping_interval_ms: u64,
     /// Product changes buffered for each subscriber (a product cache) before it lags and
     /// is told to drop everything.

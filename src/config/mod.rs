@@ -31,7 +31,9 @@ pub use gateway::{
     parse_upstream, GatewayConfig, OverviewPartConfig, RouteAuth, RouteConfig, UpstreamConfig,
     API_PREFIXES,
 };
-pub use invalidation::{InvalidationConfig, UsersCacheConfig};
+pub use invalidation::{
+    InvalidationConfig, ProductsCacheConfig, UsersCacheConfig, MAX_PRODUCT_AGE_MS,
+};
 pub use redis::RedisConfig;
 pub use secret::{DatabaseUrl, Secret};
 pub use sections::*;
@@ -201,6 +203,10 @@ impl Config {
             .users
             .validate()
             .map_err(|m| invalid("cache.users", m))?;
+        self.cache
+            .products
+            .validate()
+            .map_err(|m| invalid("cache.products", m))?;
         self.invalidation
             .validate()
             .map_err(|m| invalid("invalidation", m))?;

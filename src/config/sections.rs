@@ -11,7 +11,7 @@ use bulkhead_actors::config::{
 
 use super::events::EventsConfig;
 use super::gateway::GatewayConfig;
-use super::invalidation::{InvalidationConfig, UsersCacheConfig};
+use super::invalidation::{InvalidationConfig, ProductsCacheConfig, UsersCacheConfig};
 use super::redis::RedisConfig;
 use super::secret::{DatabaseUrl, Secret};
 
@@ -301,6 +301,8 @@ pub struct CachesConfig {
     /// Access tokens already verified (signature, `iss`, `aud`), by their exact bytes;
     /// `exp` is still checked on every use.
     pub tokens: CacheConfig,
+    /// Public product reads (by id and list pages).
+    pub products: ProductsCacheConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -224,3 +224,24 @@ fn redis_url_requires_a_shared_jwt_secret_and_gcra() {
         "{err}"
     );
 }
+
+#[test]
+fn the_product_cache_age_is_bounded_by_the_contract() {
+    for bad in [0, 101, 1_000] {
+        let err =
+            Config::from_toml_str(&format!("[cache.products]\nmax_age_ms = {bad}\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("cache.products.max_age_ms"),
+            "{bad}: {err}"
+        );
+    }
+    let err = Config::from_toml_str("[cache.products]\nlist_capacity = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("cache.products.list_capacity"),
+        "{err}"
+    );
+    let c = Config::from_toml_str("[cache.products]\nmax_age_ms = 100\n").unwrap();
+    assert_eq!(c.cache.products.max_age_ms, 100);
+    assert!(c.cache.products.enabled);
+    assert_eq!(Config::default().cache.products.max_age_ms, 50);
+}

@@ -50,6 +50,7 @@ pub struct Invalidations {
 struct Meters {
     connected: Gauge,
     reconnects: Counter,
+    slow_checks: Counter,
     lag_user: Histogram,
     lag_family: Histogram,
     lag_product: Histogram,
@@ -89,6 +90,7 @@ impl Invalidations {
             meters: Meters {
                 connected: metrics::gauge!("bulkhead_invalidation_listener_connected"),
                 reconnects: metrics::counter!("bulkhead_invalidation_reconnects_total"),
+                slow_checks: metrics::counter!("bulkhead_invalidation_slow_checks_total"),
                 lag_user: lag("user"),
                 lag_family: lag("token_family"),
                 lag_product: lag("product"),
@@ -128,6 +130,25 @@ impl Invalidations {
             );
         }
         self.meters.connected.set(0.0);
+    }
+
+    /// A connection check is late: the connection may be gone, so cached users are
+    /// trusted for the degraded TTL only (as when disconnected), but nothing is dropped.
+    pub(super) fn check_slow(&self) {
+        self.users.set_max_age(Some(self.degraded_ttl));
+        self.meters.slow_checks.increment(1);
+        tracing::warn!(
+            "invalidation listener's check is late; cached users now trusted for {:?}",
+            self.degraded_ttl
+        );
+    }
+
+    /// The late check was answered: the connection delivered every notification before
+    /// it, so the caches are trusted again without a resync.
+    pub(super) fn check_recovered(&self) {
+        if self.connected.load(Ordering::SeqCst) {
+            self.users.set_max_age(None);
+        }
     }
 
     /// The listener is LISTENing again: whatever changed while it was away is made up by

@@ -13,7 +13,8 @@
 //! first, then drop every cached user) each time it connects.
 //!
 //! Metrics: `bulkhead_cache_invalidation_lag_seconds{kind}` (commit to eviction),
-//! `bulkhead_invalidation_listener_connected`, `bulkhead_invalidation_reconnects_total`.
+//! `bulkhead_invalidation_listener_connected`, `bulkhead_invalidation_reconnects_total`,
+//! `bulkhead_invalidation_slow_checks_total`.
 //!
 //! Files: `hub.rs` (the channels and [`Invalidations`]), `invalidator.rs` (the actor),
 //! `listener.rs` (the listener's connection loop).

@@ -41,6 +41,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::service::product_cache::ProductCache;
 use crate::service::{CachedUser, Services, VerifiedToken};
 pub use diff::{diff, is_live, Change};
 pub use plan::{plan, Rejected};
@@ -61,6 +62,7 @@ struct Targets {
     users: ShardedCache<Uuid, Arc<CachedUser>>,
     absent_users: ShardedCache<Uuid, ()>,
     tokens: ShardedCache<String, Arc<VerifiedToken>>,
+    products: Arc<ProductCache>,
     resize_pools: Box<dyn Fn(usize, usize) + Send + Sync>,
     gateway: Option<Arc<Gateway>>,
 }
@@ -126,6 +128,7 @@ impl Reloader {
                 users: svc.users.clone(),
                 absent_users: svc.absent_users.clone(),
                 tokens: svc.verified_tokens.clone(),
+                products: svc.products.clone(),
                 resize_pools: svc.pool_resizer(),
                 gateway,
             },
@@ -233,6 +236,12 @@ impl Reloader {
         if changed("cache.tokens.") {
             t.tokens
                 .reconfigure(&next.cache.tokens)
+                .await
+                .map_err(fail)?;
+        }
+        if changed("cache.products.") {
+            t.products
+                .reconfigure(&next.cache.products)
                 .await
                 .map_err(fail)?;
         }

@@ -14,7 +14,9 @@
 //! database 503 `dependency_unavailable`, both with `Retry-After`.
 //!
 //! `services.rs` defines [`Services`] and starts it; `guard.rs` the guarded store;
-//! `cached.rs` what the two caches hold (the cached user, verified access tokens).
+//! `cached.rs` what the two caches hold (the cached user, verified access tokens);
+//! `product_cache.rs` the product cache (public product reads and list pages, dropped by
+//! this instance's product writes and orders, by other instances' NOTIFYs, and by age).
 
 mod auth;
 mod bootstrap;
@@ -23,6 +25,7 @@ pub mod caller;
 mod guard;
 mod limits;
 mod orders;
+pub mod product_cache;
 mod products;
 mod services;
 mod users;

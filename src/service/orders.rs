@@ -25,10 +25,21 @@ impl Services {
     ) -> Result<Placed, ApiError> {
         let request_hash = lines.request_hash();
         let idempotency = IdempotentRequest { key, request_hash };
+        let products: Vec<Uuid> = lines.lines().iter().map(|l| l.product_id).collect();
         let new = NewOrder { user_id, lines };
-        self.db
+        let placed = self
+            .db
             .write(|s| s.create_order(new, Some(idempotency)))
-            .await
+            .await;
+        // Stock taken: the product cache drops what the order touched. A refusal (4xx)
+        // or a replay changed nothing; a failure may have committed, so all goes.
+        match &placed {
+            Ok(Placed::Created(_)) => self.products.written(products),
+            Ok(Placed::Replay { .. }) => {}
+            Err(e) if e.code.status().is_server_error() => self.products.clear(),
+            Err(_) => {}
+        }
+        placed
     }
 
     /// Order `id`, whoever owns it (callers check visibility).
@@ -43,6 +54,15 @@ impl Services {
 
     /// pending -> cancelled, the stock restored.
     pub async fn cancel_order(&self, id: Uuid) -> Result<Order, ApiError> {
-        self.db.write(|s| s.cancel_order(id)).await
+        let cancelled = self.db.write(|s| s.cancel_order(id)).await;
+        // Stock returned: the product cache drops the order's products.
+        match &cancelled {
+            Ok(order) => self
+                .products
+                .written(order.items.iter().map(|i| i.product_id)),
+            Err(e) if e.code.status().is_server_error() => self.products.clear(),
+            Err(_) => {}
+        }
+        cancelled
     }
 }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::cached::{CachedUser, VerifiedToken};
 use super::guard::Guarded;
 use super::limits::{FleetNames, Policies};
+use super::product_cache::ProductCache;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::Passwords;
 use crate::config::Config;
@@ -60,6 +61,8 @@ pub struct Services {
     /// Changes committed by other instances: applied to `users`, and offered to product
     /// caches ([`Invalidations::subscribe_products`]).
     pub invalidations: Arc<Invalidations>,
+    /// Public product reads (`product_cache.rs`).
+    pub products: Arc<ProductCache>,
     /// Held so the listener lives as long as the services (`None`: nothing to listen to).
     _invalidator: Option<InvalidatorHandle>,
 }
@@ -98,6 +101,8 @@ impl Services {
             absent_users.clone(),
             database_url.is_some(),
         );
+        // Subscribed before the listener starts, so its first resync reaches the cache.
+        let products = ProductCache::start(&config, invalidations.clone()).map_err(err)?;
         let invalidator = match database_url {
             Some(url) => Some(Invalidator::start(
                 invalidations.clone(),
@@ -134,6 +139,7 @@ impl Services {
             jwt,
             passwords,
             invalidations,
+            products,
             _invalidator: invalidator,
         })
     }

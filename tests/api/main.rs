@@ -16,6 +16,7 @@ mod metrics;
 mod openapi;
 mod order_idempotency;
 mod orders;
+mod product_cache;
 mod product_listing;
 mod product_rules;
 mod products;

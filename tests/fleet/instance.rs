@@ -428,3 +428,16 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Waits (up to 15 s) until `instance`'s invalidation listener is connected.
+pub async fn listening(instance: &Instance) {
+    eventually("the listener connects", Duration::from_secs(15), || async {
+        (instance
+            .metric("bulkhead_invalidation_listener_connected")
+            .await
+            .unwrap_or(0.0)
+            == 1.0)
+            .then_some(())
+    })
+    .await;
+}

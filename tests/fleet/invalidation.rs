@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::instance::{eventually, Fleet, Instance, InstanceSpec, TestUser};
+use crate::instance::{eventually, listening, Fleet, Instance, InstanceSpec, TestUser};
 
 /// The contract's bound for a change to reach every instance.
 const FLEET_BOUND: Duration = Duration::from_millis(100);
@@ -18,13 +18,6 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 async fn gauge(instance: &Instance, sample: &str) -> f64 {
     instance.metric(sample).await.unwrap_or(0.0)
-}
-
-async fn listening(instance: &Instance) {
-    eventually("the listener connects", PATIENCE, || async {
-        (gauge(instance, "bulkhead_invalidation_listener_connected").await == 1.0).then_some(())
-    })
-    .await;
 }
 
 async fn reconnects(instance: &Instance) -> f64 {

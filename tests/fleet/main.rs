@@ -5,6 +5,7 @@ mod instance;
 
 mod harness;
 mod invalidation;
+mod product_cache;
 mod ratelimit;
 #[path = "../common/redis_server.rs"]
 mod redis_server;

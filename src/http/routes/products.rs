@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ use crate::domain::text::{check_storable, keyset_text, keyset_time};
 use crate::error::ApiError;
 use crate::http::state::AppState;
 use crate::http::support::caller::Admin;
-use crate::http::support::etag::{self, resource_response};
+use crate::http::support::etag;
 use crate::http::support::extract::JsonBody;
 use crate::http::support::integral::Integral;
 use crate::http::support::pagination::{page, parse_limit, Cursor};
@@ -218,10 +219,10 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let product = state
         .svc
-        .product(*id)
+        .product_view(*id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(resource_response(&req, product.version, &product))
+    Ok(etag::cached_response(&req, &product.etag, &product.body))
 }
 
 #[utoipa::path(
@@ -376,24 +377,38 @@ pub(crate) fn list_query(params: &HashMap<String, String>) -> Result<ProductQuer
     responses((status = 200, description = "A page of products", body = crate::http::support::pagination::Page<crate::domain::product::Product>))
 )]
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     params: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let query = list_query(&params)?;
     let (limit, sort) = (query.limit - 1, query.sort);
-    let rows = state.svc.list_products(query).await?;
-    let body = page(
-        rows,
-        limit,
-        |p| (p.sort_value(sort.key), p.id),
-        |(value, id)| {
-            Cursor {
-                sort: sort.as_str().to_string(),
-                value: cursor_value(value),
-                id,
-            }
-            .encode()
-        },
-    );
-    Ok(HttpResponse::Ok().json(body))
+    let render = |rows: Vec<Product>| {
+        let body = page(
+            rows,
+            limit,
+            |p| (p.sort_value(sort.key), p.id),
+            |(value, id)| {
+                Cursor {
+                    sort: sort.as_str().to_string(),
+                    value: cursor_value(value),
+                    id,
+                }
+                .encode()
+            },
+        );
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    };
+    // Cached by the query string as sent: spellings of one query are separate entries,
+    // all dropped together by any product change.
+    let page = state
+        .svc
+        .product_page(req.query_string(), query, render)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        ))
+        .body(page.body.clone()))
 }

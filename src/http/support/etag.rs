@@ -4,6 +4,7 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::domain::precondition::{ETag, IfMatch};
@@ -63,6 +64,25 @@ pub fn resource_response(req: &HttpRequest, version: i64, body: &impl Serialize)
     HttpResponse::Ok()
         .insert_header((header::ETAG, tag))
         .json(body)
+}
+
+/// A cached JSON resource: 304 when `If-None-Match` names `tag`, else `body` as it is
+/// (the bytes `HttpResponse::json` would have written, with its content type).
+pub fn cached_response(req: &HttpRequest, tag: &ETag, body: &Bytes) -> HttpResponse {
+    let unchanged = not_modified(req, tag.as_str());
+    let value = header_value(tag);
+    if unchanged {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, value))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, value))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(body.clone())
 }
 
 #[cfg(test)]

@@ -1,0 +1,87 @@
+"""pgbench baselines: what Postgres itself serves on this machine, beside the scenario it
+bounds, in a database of its own (created and dropped by the harness, never the run's).
+
+- select-only (`pgbench -S`) beside s2 (product list at 64 connections): one indexed
+  primary-key read per transaction, the floor of a database read.
+- TPC-B-like (the default script) beside s3 (orders) at scale 64 (`-s 64`): at scale 1,
+  64 clients serialize on the one `pgbench_branches` row and the baseline flatters us.
+
+Both run with the scenario's client count and duration; the ratio scenario rps / pgbench
+tps is in the report (`pgbench_ratios`)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+from .config import log
+from .procs import CLEANUP, psql, run_child
+from .results import PgbenchResult
+
+DB = f"bulkhead_pgbench_{os.getpid()}"
+PG = ["-h", "127.0.0.1", "-U", "postgres"]
+
+
+def available():
+    return shutil.which("pgbench") is not None
+
+
+def _drop():
+    try:
+        psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        log(f"dropped database {DB}")
+    except subprocess.CalledProcessError as e:
+        log(f"could not drop {DB}: {e.stderr.strip()}")
+
+
+class Database:
+    """The pgbench database at `scale`, created (and initialised) on entry, dropped on
+    exit; also dropped by the run's cleanup should the runner die in between."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def __enter__(self):
+        psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        psql(f"CREATE DATABASE {DB}")
+        CLEANUP.hooks.append(_drop)
+        log(f"pgbench -i -s {self.scale} in {DB}")
+        out = run_child(["pgbench", *PG, "-i", "-q", "-s", str(self.scale), DB],
+                        timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"pgbench -i failed: {out.stderr.strip()}")
+        return self
+
+    def __exit__(self, *exc):
+        _drop()
+        CLEANUP.hooks.remove(_drop)
+        return False
+
+    def run(self, st, mode, clients, beside):
+        """One pgbench run of `st.duration` seconds with `clients` clients; `mode` is
+        "select-only" (-S) or "tpcb-like"."""
+        args = ["pgbench", *PG, "-n", "-c", str(clients), "-j", str(st.threads),
+                "-T", str(st.duration), "-M", "prepared"]
+        if mode == "select-only":
+            args.append("-S")
+        args.append(DB)
+        log(f"pgbench {mode} -s {self.scale}, {clients} clients ({st.duration} s)")
+        out = run_child(args, timeout=st.duration + 120)
+        if out.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {out.stderr.strip()}")
+        result = PgbenchResult(
+            name=f"pgbench_{mode.replace('-', '_')}", mode=mode, scale=self.scale,
+            clients=clients, threads=st.threads, duration_s=st.duration,
+            tps=parse(out.stdout, r"tps = ([\d.]+)"),
+            latency_avg_ms=parse(out.stdout, r"latency average = ([\d.]+) ms"),
+            transactions=int(parse(out.stdout, r"transactions actually processed: (\d+)")),
+            beside=beside)
+        log(f"  {result.tps:.0f} tps, latency avg {result.latency_avg_ms} ms")
+        return result
+
+
+def parse(text, pattern):
+    m = re.search(pattern, text)
+    if not m:
+        raise RuntimeError(f"pgbench output without {pattern!r}:\n{text}")
+    return float(m.group(1))
