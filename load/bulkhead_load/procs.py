@@ -170,15 +170,19 @@ def start_bulkhead(st, access_log, tag, extra=None):
     return srv
 
 
-def start_floor(st, body_file):
+def start_floor(st, body_file, path=ME_PATH, delay_us=0, tag="floor"):
+    """The floor answering GET `path` (after `delay_us` µs of timer wait: an upstream
+    doing some work, for the gateway scenarios)."""
     port = free_port()
     argv = [os.path.join(RELEASE, "bulkhead-floor"), "--bind", f"{HOST}:{port}",
-            "--workers", str(st.workers), "--path", ME_PATH]
+            "--workers", str(st.workers), "--path", path]
     if body_file:
         argv += ["--body-file", body_file]
+    if delay_us:
+        argv += ["--delay-us", str(delay_us)]
     srv = Server("bulkhead-floor", argv, dict(os.environ), port,
-                 os.path.join(st.out, "floor.log"))
-    wait_until(port, srv.proc, ME_PATH, "bulkhead-floor", timeout=30)
+                 os.path.join(st.out, f"{tag}.log"))
+    wait_until(port, srv.proc, path, "bulkhead-floor", timeout=30)
     return srv
 
 

@@ -4,15 +4,18 @@ tool check. `python3 load/tests/test_harness.py` (CI runs it)."""
 
 import json
 import os
+import socket
 import sys
 import tempfile
+import time
+import tomllib
 import unittest
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bulkhead_load import config, pgbench, scenarios, services, tools  # noqa: E402
-from bulkhead_load.scenarios import events, reload  # noqa: E402
+from bulkhead_load import config, pgbench, scenarios, services, tools, upstreams  # noqa: E402
+from bulkhead_load.scenarios import events, gateway_failing, reload  # noqa: E402
 from bulkhead_load.report import markdown  # noqa: E402
 from bulkhead_load.results import (Meta, PgbenchRatio, PgbenchResult,  # noqa: E402
                                    Report, Round, RoundFigures, Sample, ScenarioResult,
@@ -98,7 +101,8 @@ class RegistryTest(unittest.TestCase):
     def test_scenarios_run_in_registration_order_and_only_filters(self):
         self.assertEqual(list(scenarios.REGISTRY),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload", "s6_fleet",
-                          "s7_events", "reload"])
+                          "s7_events", "reload", "gateway", "fairness_gateway",
+                          "gateway_failing"])
         ran = []
         fake = {n: (lambda run, n=n: ran.append(n)) for n in scenarios.REGISTRY}
         with mock.patch.dict(scenarios.REGISTRY, fake):
@@ -109,7 +113,8 @@ class RegistryTest(unittest.TestCase):
             self.assertIn("s9_nothing", str(e.exception))
 
     def test_opt_in_scenarios_run_only_when_named(self):
-        self.assertEqual(scenarios.OPT_IN, {"s6_fleet", "s7_events", "reload"})
+        self.assertEqual(scenarios.OPT_IN, {"s6_fleet", "s7_events", "reload", "gateway",
+                                             "fairness_gateway", "gateway_failing"})
         self.assertEqual(scenarios.selected([]),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
         self.assertEqual(scenarios.selected(["reload", "s6_fleet"]), ["s6_fleet", "reload"])
@@ -221,6 +226,71 @@ class PureFunctionsTest(unittest.TestCase):
         self.assertAlmostEqual(last_old, 0.002)
         self.assertEqual(reload.first_change([(9.0, "1000")], 10.0, "1000"), (None, None))
         self.assertIn("quota = 30", reload.config_text(30))
+
+
+class GatewayTest(unittest.TestCase):
+    def test_gateway_toml_is_the_configuration_the_scenarios_mean(self):
+        text = upstreams.gateway_toml(
+            [{"name": "a", "prefix": "/api/v1/a", "upstreams": ["http://127.0.0.1:1"],
+              "auth": "none", "timeout_ms": 1000}],
+            {"max_concurrent": 4, "queue_timeout_ms": 2000}, {"minimum_calls": 10})
+        doc = tomllib.loads(text)
+        self.assertGreaterEqual(len(doc["gateway"]["identity_secret"]), 32)
+        self.assertEqual(doc["gateway"]["routes"], [
+            {"name": "a", "prefix": "/api/v1/a", "upstreams": ["http://127.0.0.1:1"],
+             "auth": "none", "timeout_ms": 1000}])
+        self.assertEqual(doc["gateway"]["upstream"]["max_concurrent"], 4)
+        self.assertEqual(doc["gateway"]["upstream"]["circuit"], {"minimum_calls": 10})
+        self.assertNotIn("upstream", tomllib.loads(upstreams.gateway_toml([]))["gateway"])
+
+    def test_metric_sums_match_every_label_given(self):
+        text = "\n".join([
+            "# TYPE bulkhead_gateway_requests_total counter",
+            'bulkhead_gateway_requests_total{route="f",outcome="response"} 3',
+            'bulkhead_gateway_requests_total{route="f",outcome="bad_gateway"} 4',
+            'bulkhead_gateway_requests_total{route="h",outcome="response"} 100',
+            'bulkhead_gateway_requests_total_other{route="f"} 9',
+            'bulkhead_circuit_state{circuit="f",state="open"} 1'])
+        self.assertEqual(upstreams.metric_sum(text, "bulkhead_gateway_requests_total",
+                                              route="f"), 7.0)
+        self.assertEqual(upstreams.metric_sum(text, "bulkhead_gateway_requests_total",
+                                              route="f", outcome="bad_gateway"), 4.0)
+        self.assertEqual(upstreams.metric_sum(text, "bulkhead_circuit_state", circuit="f",
+                                              state="open"), 1.0)
+        self.assertEqual(upstreams.metric_sum(text, "bulkhead_absent"), 0.0)
+
+    def test_circuit_opening_is_the_first_open_sample(self):
+        rows = [(0.05, 3, False), (0.10, 20, False), (0.15, 25, True), (0.2, 30, True)]
+        self.assertEqual(upstreams.first_open(rows), (0.15, 25))
+        self.assertEqual(upstreams.first_open(rows[:2]), (None, None))
+
+    def test_amplification_counts_only_requests_past_the_circuit(self):
+        keys = ("requests", "circuit_refused", "overloaded", "attempts", "retries",
+                "retries_refused", "opened")
+        before = dict.fromkeys(keys, 10.0)
+        after = {"requests": 1010.0, "circuit_refused": 810.0, "overloaded": 10.0,
+                 "attempts": 250.0, "retries": 50.0, "retries_refused": 160.0,
+                 "opened": 11.0}
+        d = gateway_failing.amplification(before, after)
+        self.assertEqual(d["requests"], 1000)
+        self.assertEqual(d["attempts_per_passed_request"], 1.2)  # 240 / 200
+        self.assertEqual(d["retries_refused"], 150)
+        self.assertIsNone(upstreams.ratio(5, 0))
+
+    def test_the_hanging_upstream_accepts_and_never_answers(self):
+        hang = upstreams.Hang()
+        try:
+            with socket.create_connection(("127.0.0.1", hang.port), 2) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.settimeout(0.3)
+                with self.assertRaises(socket.timeout):
+                    s.recv(1)
+            deadline = time.time() + 5
+            while (hang.open or not hang.accepted) and time.time() < deadline:
+                time.sleep(0.02)
+            self.assertEqual((hang.accepted, len(hang.open)), (1, 0))  # closed with us
+        finally:
+            hang.stop()
 
 
 if __name__ == "__main__":
