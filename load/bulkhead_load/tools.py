@@ -85,7 +85,8 @@ def require_tools(names):
 
 
 def build(skip, only_service=False):
-    binaries = BINARIES[:1] if only_service else BINARIES
+    # Opt-in scenarios alone need Bulkhead, and the gateway ones the floor as upstream.
+    binaries = BINARIES[:2] if only_service else BINARIES
     packages = [arg for b in binaries for arg in ("-p", b)]
     if skip:
         log("--skip-build: using the binaries in target/release as they are")
