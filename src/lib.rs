@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map. The binary (`src/main.rs`) only calls [`cli::main`].
 
+pub mod access_log;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -4,12 +4,14 @@
 //!
 //! Lines are written by a dedicated thread through a bounded buffer
 //! (`tracing-appender`'s non-blocking writer): a worker never blocks on a `write(2)` per
-//! line, which measured at half of the hot path's throughput. When the buffer is full,
+//! line, which measured at half of the hot path's throughput; that thread gathers the
+//! lines queued meanwhile into one write. When the buffer is full,
 //! lines are dropped rather than stalling requests (counted by the appender); the
 //! returned guard flushes what is buffered when the process exits.
 //!
-//! The access log has a target of its own (`access`), enabled by `log.access_log` whatever
-//! `log.level` says, so `level = "warn"` with the access log on still writes it.
+//! The access log ([`crate::access_log`]) writes through the same queue and thread,
+//! enabled by `log.access_log` whatever `log.level` says, so `level = "warn"` with the
+//! access log on still writes it.
 //!
 //! The filter sits behind tracing-subscriber's `reload` layer: [`set_filter`] swaps in a
 //! new `log.level` / `log.access_log` at run time (a configuration reload).
@@ -21,8 +23,8 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// The target of the one access line per request.
-pub const ACCESS_TARGET: &str = "access";
+/// Bytes of log lines gathered into one write to stderr.
+const STDERR_BUFFER: usize = 64 * 1024;
 
 /// Install the global subscriber and return the guard that flushes buffered lines on
 /// drop (keep it alive until exit). Later calls are no-ops (tests build many apps in one
@@ -32,7 +34,12 @@ type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
 
 pub fn init(cfg: &LogConfig) -> Option<WorkerGuard> {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // The writer thread drains every queued line into the buffer and flushes when the
+    // queue is empty (tracing-appender's worker), so under load one write(2) carries
+    // many lines, and an idle service still writes each line at once.
+    let stderr = std::io::BufWriter::with_capacity(STDERR_BUFFER, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(stderr);
+    let access = writer.clone();
     let builder = fmt().with_env_filter(filter(cfg)).with_writer(writer);
     let installed = match cfg.format {
         LogFormat::Json => {
@@ -59,7 +66,10 @@ pub fn init(cfg: &LogConfig) -> Option<WorkerGuard> {
             })
         }
     };
-    installed.ok().map(|()| guard)
+    installed.ok().map(|()| {
+        crate::access_log::install(access, cfg.format == LogFormat::Json, cfg.access_log);
+        guard
+    })
 }
 
 fn keep_setter(set: SetFilter) {
@@ -69,22 +79,17 @@ fn keep_setter(set: SetFilter) {
 /// Applies a new `log.level` / `log.access_log` to the installed subscriber (a no-op
 /// when this process installed none, as in tests that build many apps).
 pub fn set_filter(cfg: &LogConfig) -> Result<(), String> {
+    crate::access_log::set_enabled(cfg.access_log);
     match SET_FILTER.get() {
         Some(set) => set(filter(cfg)).map_err(|e| format!("log.level: {e}")),
         None => Ok(()),
     }
 }
 
-/// `RUST_LOG` when set and valid, else `log.level`; the access target on or off.
+/// `RUST_LOG` when set and valid, else `log.level`.
 fn filter(cfg: &LogConfig) -> EnvFilter {
-    let base = std::env::var("RUST_LOG")
+    std::env::var("RUST_LOG")
         .ok()
-        .filter(|v| EnvFilter::try_new(v).is_ok())
-        .unwrap_or_else(|| cfg.level.clone());
-    let directives = if cfg.access_log {
-        format!("{base},{ACCESS_TARGET}=info")
-    } else {
-        format!("{base},{ACCESS_TARGET}=off")
-    };
-    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(&cfg.level))
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(&cfg.level))
 }

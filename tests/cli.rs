@@ -289,3 +289,105 @@ fn check_config_diff_shows_a_reload_and_whether_it_would_be_accepted() {
     );
     assert_eq!((code, text.as_str()), (Some(0), "accepted: no changes\n"));
 }
+
+/// One raw HTTP/1.1 request on its own connection; the response's head and body.
+fn http_get(port: u16, path: &str, request_id: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}
+
+/// The access lines of `log` (JSON lines) that carry `request_id`.
+fn access_lines(log: &std::path::Path, request_id: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access" && v["request_id"] == request_id)
+        .collect()
+}
+
+/// The access log as an operator reads it: one JSON line per request on stderr, with the
+/// request's id, route template, status and client; switched off by a reload.
+#[test]
+fn access_log_writes_a_line_per_request_and_a_reload_turns_it_off() {
+    let port = free_port();
+    let config = temp_file(
+        "access-log",
+        "[log]\nformat = \"json\"\nlevel = \"warn\"\naccess_log = true\n",
+    );
+    let log = config.with_file_name("stderr.log");
+    let mut child = bulkhead()
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("BULKHEAD__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port);
+
+    let answer = http_get(port, "/api/v1/users/me", "probe-1");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    http_get(port, "/api/v1/products/not-a-uuid", "probe-2");
+    // The writer thread writes when its queue is empty: at once on an idle service.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while access_lines(&log, "probe-2").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = access_lines(&log, "probe-1");
+    assert_eq!(first.len(), 1, "one line for the request: {first:?}");
+    let line = &first[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["route"], "/api/v1/users/me");
+    assert_eq!(line["status"], 401);
+    assert_eq!(line["client_ip"], "127.0.0.1");
+    assert_eq!(line["level"], "INFO");
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(line.get("user_id").is_none(), "no caller: {line}");
+    let ts = line["timestamp"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'),
+        "{ts}"
+    );
+    let second = access_lines(&log, "probe-2");
+    assert_eq!(second.len(), 1, "{second:?}");
+    // The route template, never the path as sent (a bounded, non-identifying field).
+    assert_eq!(second[0]["route"], "/api/v1/products/{id}");
+    assert_eq!(second[0]["status"], 404);
+
+    // Off by a reload: the next request writes nothing.
+    std::fs::write(
+        &config,
+        "[log]\nformat = \"json\"\nlevel = \"warn\"\naccess_log = false\n",
+    )
+    .unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let id = format!("probe-off-{n}");
+        http_get(port, "/api/v1/users/me", &id);
+        std::thread::sleep(Duration::from_millis(50));
+        if access_lines(&log, &id).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload did not turn the access log off"
+        );
+    }
+    assert!(http_get(port, "/health", "probe-after").starts_with("HTTP/1.1 200"));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

@@ -102,7 +102,7 @@ class RegistryTest(unittest.TestCase):
         self.assertEqual(list(scenarios.REGISTRY),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload", "s6_fleet",
                           "s7_events", "reload", "gateway", "fairness_gateway",
-                          "gateway_failing"])
+                          "gateway_failing", "access_log"])
         ran = []
         fake = {n: (lambda run, n=n: ran.append(n)) for n in scenarios.REGISTRY}
         with mock.patch.dict(scenarios.REGISTRY, fake):
@@ -114,7 +114,8 @@ class RegistryTest(unittest.TestCase):
 
     def test_opt_in_scenarios_run_only_when_named(self):
         self.assertEqual(scenarios.OPT_IN, {"s6_fleet", "s7_events", "reload", "gateway",
-                                             "fairness_gateway", "gateway_failing"})
+                                             "fairness_gateway", "gateway_failing",
+                                             "access_log"})
         self.assertEqual(scenarios.selected([]),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
         self.assertEqual(scenarios.selected(["reload", "s6_fleet"]), ["s6_fleet", "reload"])

@@ -1,5 +1,5 @@
 //! The outermost middleware: request id, the request's log span, problem rendering and
-//! the access log.
+//! the access log (`crate::access_log`).
 //!
 //! - `X-Request-Id`: a valid inbound value (1..=128 of `A-Za-z0-9._-`) is kept, otherwise
 //!   one is generated; it is on every response and in the span every log line of the
@@ -112,20 +112,16 @@ pub async fn middleware(
     );
     let status = res.status().as_u16();
     record_metrics(&method, route, status, elapsed);
-    // `log.access_log` is the filter's `access` directive, which a reload can change.
-    if tracing::enabled!(target: crate::telemetry::ACCESS_TARGET, tracing::Level::INFO) {
-        let user = http_req.extensions().get::<Caller>().map(|c| c.id);
-        tracing::info!(
-            target: crate::telemetry::ACCESS_TARGET,
-            parent: &span,
-            method = %method,
+    if crate::access_log::enabled() {
+        crate::access_log::write(&crate::access_log::Entry {
+            method: method.as_str(),
             route,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1e3,
-            client_ip = client_ip.map(tracing::field::display),
-            user_id = user.map(tracing::field::display),
-            "access"
-        );
+            elapsed,
+            client_ip,
+            user_id: http_req.extensions().get::<Caller>().map(|c| c.id),
+            request_id: id_str,
+        });
     }
     Ok(res)
 }
