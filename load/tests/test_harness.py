@@ -5,6 +5,7 @@ tool check. `python3 load/tests/test_harness.py` (CI runs it)."""
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -196,6 +197,29 @@ class PureFunctionsTest(unittest.TestCase):
         self.assertEqual(conf.count("{"), conf.count("}"))
         with self.assertRaises(ValueError):
             services.nginx_conf("server { listen 80; }", [1], 2, "/tmp/t")
+
+    def test_nginx_accepts_the_fleet_file(self):
+        # The real nginx parses what the fleet mode runs (ops/nginx/fleet.conf with local
+        # upstreams): a directive it does not know, or a misplaced one, fails here and not
+        # in the middle of a load run. .ci/run installs nginx.
+        nginx = tools.find_tool("nginx")
+        self.assertIsNotNone(nginx, "nginx is missing (apt-get install nginx)")
+        with open(services.FLEET_CONF) as f:
+            template = f.read()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "nginx.conf")
+            with open(path, "w") as f:
+                f.write(services.nginx_conf(template, [7001, 7002, 7003], 7100, tmp))
+            r = subprocess.run([nginx, "-t", "-p", tmp, "-e", os.path.join(tmp, "error.log"),
+                                "-c", path], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("syntax is ok", r.stderr)
+            # And a broken file is refused: the check is real.
+            with open(path, "a") as f:
+                f.write("no_such_directive on;\n")
+            r = subprocess.run([nginx, "-t", "-p", tmp, "-e", os.path.join(tmp, "error.log"),
+                                "-c", path], capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0)
 
     def test_gcra_reference_admits_the_burst_then_the_rate(self):
         # 10 per second, burst 10: all of a burst of 10 at t=0, none of the next 10.
