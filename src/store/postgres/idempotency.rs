@@ -35,16 +35,15 @@ fn ago(at: DateTime<Utc>, age: std::time::Duration) -> DateTime<Utc> {
     at - chrono::Duration::from_std(age).unwrap_or_else(|_| chrono::Duration::zero())
 }
 
-/// Take `req`'s key for this transaction and look up its earlier use: `Some` replay, or
-/// `None` when the key is fresh (the caller goes on to create the order).
-pub(super) async fn take_key(
+/// Take `req`'s key for this transaction (its own round trip: the lookup's snapshot must
+/// be taken after the lock, or a use committed meanwhile would be missed), or 409
+/// `idempotency_key_in_use` at once when a concurrent request holds it.
+pub(super) async fn claim(
     tx: &Transaction<'_>,
     user_id: Uuid,
     req: &IdempotentRequest,
-    at: DateTime<Utc>,
-) -> Result<Option<Placed>, StoreError> {
-    let key = req.key.as_str();
-    let (k1, k2) = lock_key(user_id, key);
+) -> Result<(), StoreError> {
+    let (k1, k2) = lock_key(user_id, req.key.as_str());
     let lock = tx
         .prepare_cached("SELECT pg_try_advisory_xact_lock($1, $2)")
         .await
@@ -54,14 +53,25 @@ pub(super) async fn take_key(
         .await
         .map_err(pg_err)?
         .get(0);
-    if !taken {
-        return Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse));
+    if taken {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse))
     }
+}
+
+/// After [`claim`]: purge the user's expired keys and look up this key's earlier use, in
+/// one round trip. `Some` replay, or `None` when the key is fresh (the caller goes on to
+/// create the order).
+pub(super) async fn lookup(
+    tx: &Transaction<'_>,
+    user_id: Uuid,
+    req: &IdempotentRequest,
+    at: DateTime<Utc>,
+) -> Result<Option<Placed>, StoreError> {
+    let key = req.key.as_str();
     let purge = tx
         .prepare_cached("DELETE FROM idempotency_keys WHERE user_id = $1 AND created_at < $2")
-        .await
-        .map_err(pg_err)?;
-    tx.execute(&purge, &[&user_id, &ago(at, IDEMPOTENCY_RETENTION)])
         .await
         .map_err(pg_err)?;
     let select = tx
@@ -71,11 +81,16 @@ pub(super) async fn take_key(
         )
         .await
         .map_err(pg_err)?;
-    let Some(row) = tx
-        .query_opt(&select, &[&user_id, &key])
-        .await
-        .map_err(pg_err)?
-    else {
+    // Both statements are sent before either answer is read (tokio-postgres pipelines
+    // requests issued together on one connection, in the order they are first polled).
+    let expired = ago(at, IDEMPOTENCY_RETENTION);
+    let (_, row) = futures_util::future::try_join(
+        tx.execute(&purge, &[&user_id, &expired]),
+        tx.query_opt(&select, &[&user_id, &key]),
+    )
+    .await
+    .map_err(pg_err)?;
+    let Some(row) = row else {
         return Ok(None);
     };
     let stored_hash: Vec<u8> = row.get(0);

@@ -65,7 +65,15 @@ async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>,
         .collect()
 }
 
-/// The order's work inside its transaction: the key, the stock, the order, the response.
+/// The order's work inside its transaction: the key, the stock, the order, the response,
+/// in three round trips after `BEGIN` (each batch's statements are sent together and
+/// tokio-postgres pipelines them in the order they are first polled; every statement of
+/// a batch whose order matters is prepared before the batch):
+/// 1. the idempotency key's advisory lock ([`idempotency::claim`]), alone: the lookup's
+///    snapshot must come after it;
+/// 2. the purge of the user's expired keys, the key's lookup and the product rows locked
+///    `FOR UPDATE` (a replay then only held them until its commit);
+/// 3. the stock taken, the order, its items, the event and the key's response.
 async fn place(
     tx: &Transaction<'_>,
     outbox: Option<&Outbox>,
@@ -73,11 +81,6 @@ async fn place(
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Placed, StoreError> {
     let at = now();
-    if let Some(req) = idempotency {
-        if let Some(replay) = idempotency::take_key(tx, new.user_id, req, at).await? {
-            return Ok(replay);
-        }
-    }
     let lines = new.lines.lines();
     let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
     let lock = tx
@@ -87,7 +90,18 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    let rows = tx.query(&lock, &[&ids]).await.map_err(pg_err)?;
+    let lock_products = async { tx.query(&lock, &[&ids]).await.map_err(pg_err) };
+    let rows = match idempotency {
+        Some(req) => {
+            idempotency::claim(tx, new.user_id, req).await?;
+            let lookup = idempotency::lookup(tx, new.user_id, req, at);
+            match futures_util::future::try_join(lookup, lock_products).await? {
+                (Some(replay), _) => return Ok(replay),
+                (None, rows) => rows,
+            }
+        }
+        None => lock_products.await?,
+    };
     let products: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
     let unknown: Vec<Uuid> = ids
         .iter()
@@ -124,6 +138,9 @@ async fn place(
         })
         .collect();
     let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
+    let order = Order::pending(new.user_id, items, currency, at);
+
+    // Prepared first, so that the batch below sends the order before its items.
     let take = tx
         .prepare_cached(
             "UPDATE products AS p
@@ -132,11 +149,6 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    tx.execute(&take, &[&ids, &quantities, &at])
-        .await
-        .map_err(pg_err)?;
-
-    let order = Order::pending(new.user_id, items, currency, at);
     let insert = tx
         .prepare_cached(
             "INSERT INTO orders (id, user_id, status, total_cents, currency, version,
@@ -145,23 +157,6 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    tx.execute(
-        &insert,
-        &[
-            &order.id,
-            &order.user_id,
-            &order.total_cents,
-            &order.currency,
-            &at,
-        ],
-    )
-    .await
-    .map_err(pg_err)?;
-    let positions: Vec<i32> = (0..).take(order.items.len()).collect();
-    let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
-    let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
-    let qty: Vec<i32> = order.items.iter().map(|i| i.quantity).collect();
-    let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price_cents).collect();
     let insert_items = tx
         .prepare_cached(
             "INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
@@ -172,24 +167,50 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn ToSql + Sync); 7] =
+    let positions: Vec<i32> = (0..).take(order.items.len()).collect();
+    let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
+    let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
+    let qty: Vec<i32> = order.items.iter().map(|i| i.quantity).collect();
+    let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price_cents).collect();
+    let item_params: [&(dyn ToSql + Sync); 7] =
         [&order.id, &positions, &ids, &skus, &names, &qty, &prices];
-    let items = async { tx.execute(&insert_items, &params).await.map_err(pg_err) };
-    // The event rides in the same round trip as the items (tokio-postgres pipelines
-    // statements issued together on one connection).
-    match outbox {
-        Some(outbox) => {
-            let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
-            futures_util::future::try_join(items, outbox.write(tx, &event)).await?;
+    let order_params: [&(dyn ToSql + Sync); 5] = [
+        &order.id,
+        &order.user_id,
+        &order.total_cents,
+        &order.currency,
+        &at,
+    ];
+    let response = idempotency.map(|_| order.to_json());
+    let rows = async {
+        futures_util::future::try_join3(
+            tx.execute(&take, &[&ids, &quantities, &at]),
+            tx.execute(&insert, &order_params),
+            tx.execute(&insert_items, &item_params),
+        )
+        .await
+        .map_err(pg_err)
+    };
+    // The event and the key's response need no place in the batch's order: the same
+    // transaction is all they need.
+    let event = async {
+        match outbox {
+            Some(outbox) => {
+                let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
+                outbox.write(tx, &event).await
+            }
+            None => Ok(()),
         }
-        None => {
-            items.await?;
+    };
+    let key = async {
+        match (idempotency, &response) {
+            (Some(req), Some(body)) => {
+                idempotency::complete_key(tx, order.user_id, req, 201, body, at).await
+            }
+            _ => Ok(()),
         }
-    }
-
-    if let Some(req) = idempotency {
-        idempotency::complete_key(tx, order.user_id, req, 201, &order.to_json(), at).await?;
-    }
+    };
+    futures_util::future::try_join3(rows, event, key).await?;
     Ok(Placed::Created(order))
 }
 
