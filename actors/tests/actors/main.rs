@@ -2,6 +2,7 @@
 //! clocks for everything time-dependent, real threads for the concurrency checks.
 
 mod bulkhead;
+mod bulkhead_queue;
 mod cache;
 mod cache_versions;
 mod circuit;

@@ -181,7 +181,6 @@ async fn place(
         &order.currency,
         &at,
     ];
-    let response = idempotency.map(|_| order.to_json());
     let rows = async {
         futures_util::future::try_join3(
             tx.execute(&take, &[&ids, &quantities, &at]),
@@ -203,11 +202,11 @@ async fn place(
         }
     };
     let key = async {
-        match (idempotency, &response) {
-            (Some(req), Some(body)) => {
-                idempotency::complete_key(tx, order.user_id, req, 201, body, at).await
+        match idempotency {
+            Some(req) => {
+                idempotency::complete_key(tx, order.user_id, req, 201, &order.to_json(), at).await
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     };
     futures_util::future::try_join3(rows, event, key).await?;
