@@ -9,8 +9,9 @@
 //! Rows past retention are purged, a user's at a time, as that user places an order.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
+use tokio_postgres::Statement;
 use uuid::Uuid;
 
 use super::pg_err;
@@ -35,11 +36,12 @@ fn ago(at: DateTime<Utc>, age: std::time::Duration) -> DateTime<Utc> {
     at - chrono::Duration::from_std(age).unwrap_or_else(|_| chrono::Duration::zero())
 }
 
-/// Take `req`'s key for this transaction (its own round trip: the lookup's snapshot must
-/// be taken after the lock, or a use committed meanwhile would be missed), or 409
-/// `idempotency_key_in_use` at once when a concurrent request holds it.
-pub(super) async fn claim(
-    tx: &Transaction<'_>,
+/// Take `req`'s key for this transaction, or 409 `idempotency_key_in_use` at once when a
+/// concurrent request holds it. Sent with `BEGIN`; the lookup (whose snapshot must come
+/// after the lock, or a use committed meanwhile would be missed) and the product locks
+/// are sent only once it answered, so that a key in use never waits on product rows.
+pub(super) async fn claim<C: GenericClient>(
+    tx: &C,
     user_id: Uuid,
     req: &IdempotentRequest,
 ) -> Result<(), StoreError> {
@@ -63,8 +65,8 @@ pub(super) async fn claim(
 /// After [`claim`]: purge the user's expired keys and look up this key's earlier use, in
 /// one round trip. `Some` replay, or `None` when the key is fresh (the caller goes on to
 /// create the order).
-pub(super) async fn lookup(
-    tx: &Transaction<'_>,
+pub(super) async fn lookup<C: GenericClient>(
+    tx: &C,
     user_id: Uuid,
     req: &IdempotentRequest,
     at: DateTime<Utc>,
@@ -111,30 +113,37 @@ pub(super) async fn lookup(
     }
 }
 
-/// Store the response of the order this transaction created under `req`'s key.
-pub(super) async fn complete_key(
-    tx: &Transaction<'_>,
+/// The statement of [`complete_key`], prepared before the pipelined batch it goes in.
+pub(super) async fn complete_key_statement<C: GenericClient>(
+    tx: &C,
+) -> Result<Statement, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO idempotency_keys
+             (user_id, key, request_hash, response_status, response_body, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (user_id, key) DO UPDATE
+         SET request_hash = EXCLUDED.request_hash,
+             response_status = EXCLUDED.response_status,
+             response_body = EXCLUDED.response_body,
+             created_at = EXCLUDED.created_at",
+    )
+    .await
+    .map_err(pg_err)
+}
+
+/// Store the response of the order this transaction created under `req`'s key (sent
+/// when first polled: `upsert` is [`complete_key_statement`]'s).
+pub(super) async fn complete_key<C: GenericClient>(
+    tx: &C,
+    upsert: &Statement,
     user_id: Uuid,
     req: &IdempotentRequest,
     status: u16,
     body: &[u8],
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let upsert = tx
-        .prepare_cached(
-            "INSERT INTO idempotency_keys
-                 (user_id, key, request_hash, response_status, response_body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (user_id, key) DO UPDATE
-             SET request_hash = EXCLUDED.request_hash,
-                 response_status = EXCLUDED.response_status,
-                 response_body = EXCLUDED.response_body,
-                 created_at = EXCLUDED.created_at",
-        )
-        .await
-        .map_err(pg_err)?;
     tx.execute(
-        &upsert,
+        upsert,
         &[
             &user_id,
             &req.key.as_str(),

@@ -9,6 +9,7 @@ mod idempotency;
 mod migrate;
 mod orders;
 mod outbox;
+mod pipelined;
 mod products;
 mod refresh_tokens;
 mod users;

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::idempotency;
+use super::pipelined::PipelinedTx;
 use super::Outbox;
 use super::{pg_err, PgStore};
 use crate::domain::order::{
@@ -65,17 +66,17 @@ async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>,
         .collect()
 }
 
-/// The order's work inside its transaction: the key, the stock, the order, the response,
-/// in three round trips after `BEGIN` (each batch's statements are sent together and
-/// tokio-postgres pipelines them in the order they are first polled; every statement of
-/// a batch whose order matters is prepared before the batch):
-/// 1. the idempotency key's advisory lock ([`idempotency::claim`]), alone: the lookup's
-///    snapshot must come after it;
+/// The order in three round trips (each batch's statements are sent together: the
+/// futures of a batch are joined, tokio-postgres sends a request when its future is first
+/// polled, and every statement whose place in a batch matters is prepared beforehand):
+/// 1. `BEGIN` and the idempotency key's advisory lock ([`idempotency::claim`]);
 /// 2. the purge of the user's expired keys, the key's lookup and the product rows locked
 ///    `FOR UPDATE` (a replay then only held them until its commit);
-/// 3. the stock taken, the order, its items, the event and the key's response.
+/// 3. the stock taken, the order, its items, the event, the key's response and `COMMIT`.
+///
+/// Without a key, 1 and 2 are one batch.
 async fn place(
-    tx: &Transaction<'_>,
+    tx: &PipelinedTx,
     outbox: Option<&Outbox>,
     new: NewOrder,
     idempotency: Option<&IdempotentRequest>,
@@ -83,24 +84,34 @@ async fn place(
     let at = now();
     let lines = new.lines.lines();
     let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-    let lock = tx
+    let c = tx.client();
+    let lock = c
         .prepare_cached(
             "SELECT id, sku, name, price_cents, currency, stock FROM products
              WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
         )
         .await
         .map_err(pg_err)?;
-    let lock_products = async { tx.query(&lock, &[&ids]).await.map_err(pg_err) };
+    let lock_products = async { c.query(&lock, &[&ids]).await.map_err(pg_err) };
     let rows = match idempotency {
         Some(req) => {
-            idempotency::claim(tx, new.user_id, req).await?;
-            let lookup = idempotency::lookup(tx, new.user_id, req, at);
+            futures_util::future::try_join(tx.begin(), idempotency::claim(c, new.user_id, req))
+                .await?;
+            let lookup = idempotency::lookup(c, new.user_id, req, at);
             match futures_util::future::try_join(lookup, lock_products).await? {
-                (Some(replay), _) => return Ok(replay),
+                (Some(replay), _) => {
+                    // A replay commits too: it wrote only the purge of expired keys.
+                    tx.commit().await?;
+                    return Ok(replay);
+                }
                 (None, rows) => rows,
             }
         }
-        None => lock_products.await?,
+        None => {
+            futures_util::future::try_join(tx.begin(), lock_products)
+                .await?
+                .1
+        }
     };
     let products: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.get(0), r)).collect();
     let unknown: Vec<Uuid> = ids
@@ -140,8 +151,9 @@ async fn place(
     let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
     let order = Order::pending(new.user_id, items, currency, at);
 
-    // Prepared first, so that the batch below sends the order before its items.
-    let take = tx
+    // Every statement of the last batch is prepared first: the batch ends with COMMIT,
+    // and a statement sent after it would run outside the transaction.
+    let take = c
         .prepare_cached(
             "UPDATE products AS p
              SET stock = p.stock - u.q, version = p.version + 1, updated_at = $3
@@ -149,7 +161,7 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    let insert = tx
+    let insert = c
         .prepare_cached(
             "INSERT INTO orders (id, user_id, status, total_cents, currency, version,
                                  created_at, updated_at)
@@ -157,7 +169,7 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    let insert_items = tx
+    let insert_items = c
         .prepare_cached(
             "INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
                                       unit_price_cents)
@@ -167,6 +179,14 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
+    let event_insert = match outbox {
+        Some(outbox) => Some(outbox.prepare(c).await?),
+        None => None,
+    };
+    let key_upsert = match idempotency {
+        Some(_) => Some(idempotency::complete_key_statement(c).await?),
+        None => None,
+    };
     let positions: Vec<i32> = (0..).take(order.items.len()).collect();
     let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
     let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
@@ -183,33 +203,35 @@ async fn place(
     ];
     let rows = async {
         futures_util::future::try_join3(
-            tx.execute(&take, &[&ids, &quantities, &at]),
-            tx.execute(&insert, &order_params),
-            tx.execute(&insert_items, &item_params),
+            c.execute(&take, &[&ids, &quantities, &at]),
+            c.execute(&insert, &order_params),
+            c.execute(&insert_items, &item_params),
         )
         .await
         .map_err(pg_err)
     };
-    // The event and the key's response need no place in the batch's order: the same
-    // transaction is all they need.
     let event = async {
-        match outbox {
-            Some(outbox) => {
+        match &event_insert {
+            Some(stmt) => {
                 let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
-                outbox.write(tx, &event).await
+                Outbox::insert(c, stmt, &event).await
             }
             None => Ok(()),
         }
+    };
+    let body = match idempotency {
+        Some(_) => order.to_json(),
+        None => Vec::new(),
     };
     let key = async {
-        match idempotency {
-            Some(req) => {
-                idempotency::complete_key(tx, order.user_id, req, 201, &order.to_json(), at).await
+        match (idempotency, &key_upsert) {
+            (Some(req), Some(stmt)) => {
+                idempotency::complete_key(c, stmt, order.user_id, req, 201, &body, at).await
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     };
-    futures_util::future::try_join3(rows, event, key).await?;
+    futures_util::future::try_join4(rows, event, key, tx.commit()).await?;
     Ok(Placed::Created(order))
 }
 
@@ -220,24 +242,20 @@ impl OrderStore for PgStore {
         new: NewOrder,
         idempotency: Option<IdempotentRequest>,
     ) -> Result<Placed, StoreError> {
-        let mut conn = self.write_conn().await?;
-        let tx = conn.transaction().await.map_err(pg_err)?;
-        // Ended here, before the answer, whatever the outcome: a transaction dropped
-        // unfinished is rolled back only when its connection gets to it, and would hold
-        // the key's lock past the answer (a retry right after would find it in use).
+        let mut tx = PipelinedTx::new(self.write_conn().await?);
+        // Ended here, before the answer, whatever the outcome: a transaction left open
+        // would hold the key's lock past the answer (a retry right after would find it in
+        // use). A future dropped mid-way closes the connection instead (`PipelinedTx`).
         match place(&tx, self.outbox.as_ref(), new, idempotency.as_ref()).await {
             Ok(placed) => {
-                // A replay commits too: it wrote only the purge of expired keys.
-                tx.commit().await.map_err(pg_err)?;
+                tx.finish();
                 if let (Some(outbox), Placed::Created(_)) = (&self.outbox, &placed) {
                     outbox.committed();
                 }
                 Ok(placed)
             }
             Err(e) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::debug!(error = %rollback, "rolling back a failed order");
-                }
+                tx.rollback().await;
                 Err(e)
             }
         }

@@ -5,6 +5,7 @@
 //! row, so the row's `seq` follows every earlier committed change of that resource.
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::Statement;
 
 use super::{pg_err, Outbox};
 use crate::events::Event;
@@ -22,13 +23,30 @@ impl Outbox {
         c: &C,
         event: &Event,
     ) -> Result<(), StoreError> {
+        let stmt = self.prepare(c).await?;
+        Self::insert(c, &stmt, event).await
+    }
+
+    /// The insert statement, prepared before a pipelined batch that must send it in its
+    /// place (see `pipelined`). Call once per event: it decides whether this insert is
+    /// the one that also sends the relay's NOTIFY.
+    pub(crate) async fn prepare<C: GenericClient>(&self, c: &C) -> Result<Statement, StoreError> {
         let sql = if self.wake.take_notify_slot() {
             INSERT_NOTIFY
         } else {
             INSERT
         };
-        let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
-        c.execute(&stmt, &[&event.id, &event.kind.as_str(), &event.payload])
+        c.prepare_cached(sql).await.map_err(pg_err)
+    }
+
+    /// Insert `event` with a statement from [`prepare`](Self::prepare): sent when first
+    /// polled.
+    pub(crate) async fn insert<C: GenericClient>(
+        c: &C,
+        stmt: &Statement,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        c.execute(stmt, &[&event.id, &event.kind.as_str(), &event.payload])
             .await
             .map_err(pg_err)?;
         Ok(())
