@@ -391,3 +391,50 @@ fn access_log_writes_a_line_per_request_and_a_reload_turns_it_off() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// API.md: the request id is "in every log line of the request", whatever `log.level`
+/// says: at `warn`, the warning a request logs (its store is down) names the request.
+#[test]
+fn a_warning_logged_while_serving_a_request_carries_its_request_id() {
+    let port = free_port();
+    let config = temp_file(
+        "warn-line",
+        "[log]\nformat = \"json\"\nlevel = \"warn\"\naccess_log = false\n\
+         [database]\nurl = \"postgres://postgres@127.0.0.1:1/nothing\"\nmigrate_on_start = false\n\
+         [cache.products]\nenabled = false\n",
+    );
+    let log = config.with_file_name("stderr.log");
+    let mut child = bulkhead()
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("BULKHEAD__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port);
+
+    let answer = http_get(port, "/api/v1/products", "warn-probe-1");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let warned = |log: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "store unavailable")
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while warned(&log).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = warned(&log);
+    assert!(!lines.is_empty(), "the request logged its warning");
+    for line in &lines {
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["span"]["request_id"], "warn-probe-1", "{line}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

@@ -85,7 +85,9 @@ pub async fn middleware(
         id: id.clone(),
         client_ip,
     });
-    let span = tracing::info_span!("request", request_id = %id_str);
+    // At ERROR level so that it is enabled whenever any line is: with `log.level = "warn"`
+    // an info span would be filtered out and the request's warnings would lose its id.
+    let span = tracing::error_span!("request", request_id = %id_str);
     let _in_flight = InFlight::enter();
     let method = req.method().clone();
 
