@@ -66,6 +66,9 @@ class Settings:
     skip_build: bool
     only: list  # registered scenarios to run after the head-to-head (empty: all)
     server_env: dict = field(default_factory=dict)  # --server-env KEY=VALUE
+    b_env: dict = field(default_factory=dict)  # --b-env KEY=VALUE (scenario ab)
+    b_binary: str = ""  # --b-binary PATH (scenario ab; default: the release build)
+    ab_workload: str = "me"  # --ab-workload (scenario ab)
     seed_concurrency: int = 16
     memory_fill_timeout: int = 240
     # Resolved when the run starts.
@@ -129,6 +132,15 @@ def parser():
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for Bulkhead (configuration overrides, e.g. "
                          "BULKHEAD__BULKHEADS__DB_READ__MAX_CONCURRENT=4); repeatable")
+    ap.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="scenario ab: environment of server B on top of A's (e.g. "
+                         "BULKHEAD__LOG__LEVEL=off); repeatable")
+    ap.add_argument("--b-binary", default="", metavar="PATH",
+                    help="scenario ab: server B's binary (default: the release build, "
+                         "as A): an earlier build kept aside, for a before/after")
+    ap.add_argument("--ab-workload", choices=("me", "orders", "products"), default="me",
+                    help="scenario ab: what A and B are loaded with (default me: "
+                         "scenario 1)")
     ap.add_argument("--only", default="", metavar="NAME,...",
                     help="after the head-to-head, run only these registered scenarios "
                          "(names as in the report, e.g. s2_products,s3_orders; "
@@ -139,14 +151,23 @@ def parser():
     return ap
 
 
-def settings(args):
-    """`Settings` from parsed arguments; exits naming the option that is wrong."""
-    server_env = {}
-    for kv in args.server_env:
+def env_pairs(option, pairs):
+    """KEY=VALUE arguments as a dict; exits naming the option when one is not."""
+    env = {}
+    for kv in pairs:
         key, sep, value = kv.partition("=")
         if not sep or not key:
-            sys.exit(f"--server-env takes KEY=VALUE, not {kv!r}")
-        server_env[key] = value
+            sys.exit(f"{option} takes KEY=VALUE, not {kv!r}")
+        env[key] = value
+    return env
+
+
+def settings(args):
+    """`Settings` from parsed arguments; exits naming the option that is wrong."""
+    server_env = env_pairs("--server-env", args.server_env)
+    b_env = env_pairs("--b-env", args.b_env)
+    if args.b_binary and not os.access(args.b_binary, os.X_OK):
+        sys.exit(f"--b-binary {args.b_binary} is not an executable file")
     cores = os.cpu_count() or 1
     try:
         mix = [int(x) for x in args.mix.split(",")]
@@ -181,4 +202,7 @@ def settings(args):
         skip_build=args.skip_build,
         only=[n for n in args.only.split(",") if n],
         server_env=server_env,
+        b_env=b_env,
+        b_binary=os.path.abspath(args.b_binary) if args.b_binary else "",
+        ab_workload=args.ab_workload,
     )

@@ -159,10 +159,10 @@ def bulkhead_env(st, port, access_log, extra=None):
     return env
 
 
-def start_bulkhead(st, access_log, tag, extra=None):
+def start_bulkhead(st, access_log, tag, extra=None, binary=None):
     port = free_port()
     env = bulkhead_env(st, port, access_log, extra)
-    srv = Server(f"bulkhead ({tag})", [os.path.join(RELEASE, "bulkhead"), "serve"], env,
+    srv = Server(f"bulkhead ({tag})", [binary or os.path.join(RELEASE, "bulkhead"), "serve"], env,
                  port, os.path.join(st.out, f"bulkhead-{tag}.log"))
     wait_until(port, srv.proc, "/ready", f"bulkhead ({tag})")
     log(f"bulkhead ({tag}) ready on {port}, pid {srv.pid}, access log "

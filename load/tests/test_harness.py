@@ -103,7 +103,7 @@ class RegistryTest(unittest.TestCase):
         self.assertEqual(list(scenarios.REGISTRY),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload", "s6_fleet",
                           "s7_events", "reload", "gateway", "fairness_gateway",
-                          "gateway_failing", "access_log"])
+                          "gateway_failing", "access_log", "ab"])
         ran = []
         fake = {n: (lambda run, n=n: ran.append(n)) for n in scenarios.REGISTRY}
         with mock.patch.dict(scenarios.REGISTRY, fake):
@@ -116,7 +116,7 @@ class RegistryTest(unittest.TestCase):
     def test_opt_in_scenarios_run_only_when_named(self):
         self.assertEqual(scenarios.OPT_IN, {"s6_fleet", "s7_events", "reload", "gateway",
                                              "fairness_gateway", "gateway_failing",
-                                             "access_log"})
+                                             "access_log", "ab"})
         self.assertEqual(scenarios.selected([]),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
         self.assertEqual(scenarios.selected(["reload", "s6_fleet"]), ["s6_fleet", "reload"])
@@ -154,6 +154,19 @@ class ToolsTest(unittest.TestCase):
                          (20, 3, 5, 1000, [70, 20, 10]))
         self.assertEqual(config.parser().parse_args(["install-tools"]).command,
                          "install-tools")
+
+    def test_ab_options_name_server_b(self):
+        st = config.settings(config.parser().parse_args(
+            ["--only", "ab", "--b-env", "BULKHEAD__LOG__LEVEL=off", "--b-binary", "/bin/true",
+             "--ab-workload", "orders"]))
+        self.assertEqual((st.b_env, st.b_binary, st.ab_workload),
+                         ({"BULKHEAD__LOG__LEVEL": "off"}, "/bin/true", "orders"))
+        with self.assertRaises(SystemExit) as e:
+            config.settings(config.parser().parse_args(["--b-env", "NOVALUE"]))
+        self.assertIn("--b-env takes KEY=VALUE", str(e.exception))
+        with self.assertRaises(SystemExit) as e:
+            config.settings(config.parser().parse_args(["--b-binary", "/nonexistent/x"]))
+        self.assertIn("is not an executable file", str(e.exception))
 
     def test_pgbench_output_is_parsed_and_reported_beside_its_scenario(self):
         out = ("scaling factor: 64\nnumber of clients: 64\n"
