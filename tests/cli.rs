@@ -305,12 +305,38 @@ fn http_get(port: u16, path: &str, request_id: &str) -> String {
     buf
 }
 
-/// The access lines of `log` (JSON lines) that carry `request_id`.
-fn access_lines(log: &std::path::Path, request_id: &str) -> Vec<serde_json::Value> {
+/// `serve` with `config`, its stderr (the log) to `log`, once healthy on `port`.
+fn serve_logging_to(
+    config: &std::path::Path,
+    port: u16,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let child = bulkhead()
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("BULKHEAD__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port);
+    child
+}
+
+/// The JSON lines of `log` so far.
+fn json_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect()
+}
+
+/// The access lines of `log` that carry `request_id`.
+fn access_lines(log: &std::path::Path, request_id: &str) -> Vec<serde_json::Value> {
+    json_lines(log)
+        .into_iter()
         .filter(|v| v["target"] == "access" && v["request_id"] == request_id)
         .collect()
 }
@@ -325,16 +351,7 @@ fn access_log_writes_a_line_per_request_and_a_reload_turns_it_off() {
         "[log]\nformat = \"json\"\nlevel = \"warn\"\naccess_log = true\n",
     );
     let log = config.with_file_name("stderr.log");
-    let mut child = bulkhead()
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("BULKHEAD__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until_healthy(port);
+    let mut child = serve_logging_to(&config, port, &log);
 
     let answer = http_get(port, "/api/v1/users/me", "probe-1");
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
@@ -404,24 +421,13 @@ fn a_warning_logged_while_serving_a_request_carries_its_request_id() {
          [cache.products]\nenabled = false\n",
     );
     let log = config.with_file_name("stderr.log");
-    let mut child = bulkhead()
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("BULKHEAD__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until_healthy(port);
+    let mut child = serve_logging_to(&config, port, &log);
 
     let answer = http_get(port, "/api/v1/products", "warn-probe-1");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     let warned = |log: &std::path::Path| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        json_lines(log)
+            .into_iter()
             .filter(|v| v["message"] == "store unavailable")
             .collect()
     };

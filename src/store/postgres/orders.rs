@@ -179,12 +179,20 @@ async fn place(
         )
         .await
         .map_err(pg_err)?;
-    let event_insert = match outbox {
-        Some(outbox) => Some(outbox.prepare(c).await?),
+    // The event and the key's response, each with its statement, built before the batch.
+    let event = match outbox {
+        Some(outbox) => Some((
+            outbox.prepare(c).await?,
+            Event::new(EventKind::OrderPlaced, order.id, at, &order),
+        )),
         None => None,
     };
-    let key_upsert = match idempotency {
-        Some(_) => Some(idempotency::complete_key_statement(c).await?),
+    let key = match idempotency {
+        Some(req) => Some((
+            req,
+            idempotency::complete_key_statement(c).await?,
+            order.to_json(),
+        )),
         None => None,
     };
     let positions: Vec<i32> = (0..).take(order.items.len()).collect();
@@ -211,24 +219,17 @@ async fn place(
         .map_err(pg_err)
     };
     let event = async {
-        match &event_insert {
-            Some(stmt) => {
-                let event = Event::new(EventKind::OrderPlaced, order.id, at, &order);
-                Outbox::insert(c, stmt, &event).await
-            }
+        match &event {
+            Some((stmt, event)) => Outbox::insert(c, stmt, event).await,
             None => Ok(()),
         }
     };
-    let body = match idempotency {
-        Some(_) => order.to_json(),
-        None => Vec::new(),
-    };
     let key = async {
-        match (idempotency, &key_upsert) {
-            (Some(req), Some(stmt)) => {
-                idempotency::complete_key(c, stmt, order.user_id, req, 201, &body, at).await
+        match &key {
+            Some((req, stmt, body)) => {
+                idempotency::complete_key(c, stmt, order.user_id, req, 201, body, at).await
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     };
     futures_util::future::try_join4(rows, event, key, tx.commit()).await?;

@@ -121,6 +121,13 @@ mod tests {
             Self { pool, name }
         }
 
+        /// `INSERT INTO <table> VALUES ($1)`, prepared on `c`.
+        async fn insert(&self, c: &Object) -> tokio_postgres::Statement {
+            c.prepare(&format!("INSERT INTO {} VALUES ($1)", self.name))
+                .await
+                .unwrap()
+        }
+
         async fn rows(&self) -> i64 {
             let c = self.pool.get().await.unwrap();
             c.query_one(&format!("SELECT count(*) FROM {}", self.name), &[])
@@ -148,11 +155,7 @@ mod tests {
     async fn begin_and_commit_travel_with_the_statements() {
         let t = Table::create().await;
         let mut tx = PipelinedTx::new(t.pool.get().await.unwrap());
-        let insert = tx
-            .client()
-            .prepare(&format!("INSERT INTO {} VALUES ($1)", t.name))
-            .await
-            .unwrap();
+        let insert = t.insert(tx.client()).await;
         let c = tx.client();
         let one = async { c.execute(&insert, &[&1i32]).await.map_err(pg_err) };
         try_join(tx.begin(), one).await.unwrap();
@@ -175,11 +178,7 @@ mod tests {
     async fn a_failed_statement_before_the_commit_writes_nothing() {
         let t = Table::create().await;
         let tx = PipelinedTx::new(t.pool.get().await.unwrap());
-        let insert = tx
-            .client()
-            .prepare(&format!("INSERT INTO {} VALUES ($1)", t.name))
-            .await
-            .unwrap();
+        let insert = t.insert(tx.client()).await;
         let c = tx.client();
         tx.begin().await.unwrap();
         let ok = async { c.execute(&insert, &[&1i32]).await.map_err(pg_err) };
