@@ -15,6 +15,7 @@
 //!
 //! `services.rs` defines [`Services`] and starts it; `guard.rs` the guarded store;
 //! `cached.rs` what the two caches hold (the cached user, verified access tokens);
+//! `janitor.rs` the timer that purges idempotency keys past retention;
 //! `product_cache.rs` the product cache (public product reads and list pages, dropped by
 //! this instance's product writes and orders, by other instances' NOTIFYs, and by age).
 
@@ -23,6 +24,7 @@ mod bootstrap;
 pub mod cached;
 pub mod caller;
 mod guard;
+pub mod janitor;
 mod limits;
 mod orders;
 pub mod product_cache;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::cached::{CachedUser, VerifiedToken};
 use super::guard::Guarded;
+use super::janitor::Janitor;
 use super::limits::{FleetNames, Policies};
 use super::product_cache::ProductCache;
 use crate::auth::jwt::JwtKeys;
@@ -65,6 +66,8 @@ pub struct Services {
     pub products: Arc<ProductCache>,
     /// Held so the listener lives as long as the services (`None`: nothing to listen to).
     _invalidator: Option<InvalidatorHandle>,
+    /// Purges idempotency keys past retention (`janitor.rs`); stops with the services.
+    _janitor: Janitor,
 }
 
 impl Services {
@@ -127,9 +130,11 @@ impl Services {
         };
         let jwt = JwtKeys::new(&config.auth, &secret);
         let passwords = Passwords::new(&config.auth)?;
+        let db = Guarded::new(store, db_read, db_write, pg_circuit);
         Ok(Self {
             config,
-            db: Guarded::new(store, db_read, db_write, pg_circuit),
+            _janitor: super::janitor::start(db.clone()),
+            db,
             hashing,
             users,
             absent_users,

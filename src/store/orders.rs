@@ -8,6 +8,7 @@
 //! once.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::StoreError;
@@ -38,4 +39,13 @@ pub trait OrderStore: Send + Sync {
     /// pending -> cancelled and the stock of its items restored, in one transaction;
     /// any other status is [`super::Conflict::InvalidTransition`].
     async fn cancel_order(&self, id: Uuid) -> Result<Order, StoreError>;
+
+    /// Forget at most `limit` idempotency keys created before `before`, oldest first
+    /// (the janitor passes now minus the retention); returns how many went. A key past
+    /// retention is already ignored by `create_order`: this only frees its storage.
+    async fn purge_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }

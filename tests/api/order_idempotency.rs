@@ -186,7 +186,6 @@ async fn one_key_at_once(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(mine["data"].as_array().unwrap().len(), 1);
-    // Afterwards the key replays.
     // Afterwards the key replays, at once: no answer leaves the key taken behind it.
     for _ in 0..3 {
         let res = place(app, &alice.token, Some(&key), &body).await;
@@ -200,3 +199,88 @@ async fn one_key_at_once(app: &TestApp) {
     }
 }
 both_stores!(orders_one_key_concurrently, one_key_at_once);
+
+/// `UPDATE idempotency_keys SET created_at = now() - 25 h` for `user`'s keys, on the
+/// app's own database; returns how many rows it aged.
+async fn age_keys(db: &tokio_postgres::Client, user: uuid::Uuid) -> u64 {
+    db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'
+         WHERE user_id = $1",
+        &[&user],
+    )
+    .await
+    .unwrap()
+}
+
+async fn keys_of(db: &tokio_postgres::Client, user: uuid::Uuid) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM idempotency_keys WHERE user_id = $1",
+        &[&user],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// A key past retention (24 h) is a fresh key: the same key with another body places a
+/// new order instead of answering a mismatch. Its row is deleted by the janitor, not by
+/// orders: a second instance on the same database purges it in its first pass, at start,
+/// and leaves a key within retention alone.
+#[actix_web::test]
+async fn a_key_past_retention_is_forgotten_then_purged() {
+    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Postgres).await;
+    let url = app.database_url().unwrap();
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let admin = app.admin().await;
+    let alice = app.new_user().await;
+    let lamp = create_product(
+        &app,
+        &admin.token,
+        &product_body("R", "Retained", 100, "EUR", 50),
+    )
+    .await;
+    let key = new_key();
+    let res = place(&app, &alice.token, Some(&key), &items(&[(&lamp, 1)])).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(age_keys(&db, alice.id).await, 1);
+    // Another body under the aged key: not a mismatch, a new order.
+    let res = place(&app, &alice.token, Some(&key), &items(&[(&lamp, 2)])).await;
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("idempotent-replayed").is_none());
+    assert_eq!(stock(&app, &lamp).await, 47);
+    // Within retention again: the new use replays.
+    let res = place(&app, &alice.token, Some(&key), &items(&[(&lamp, 2)])).await;
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+
+    // Two keys past retention and one within it; orders leave them where they are.
+    let res = place(&app, &alice.token, Some(&new_key()), &items(&[(&lamp, 1)])).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(age_keys(&db, alice.id).await, 2);
+    let fresh = new_key();
+    let res = place(&app, &alice.token, Some(&fresh), &items(&[(&lamp, 1)])).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(keys_of(&db, alice.id).await, 3, "an order purges nothing");
+
+    // `Memory` creates no database of its own; the URL makes it Postgres on the first's.
+    let second = crate::helpers::spawn_app_with(crate::helpers::StoreKind::Memory, |c| {
+        c.database.url = Some(bulkhead::config::DatabaseUrl::new(url.clone()));
+    })
+    .await;
+    let purged = async {
+        while keys_of(&db, alice.id).await != 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), purged)
+        .await
+        .expect("the second instance's janitor purges the aged keys at start");
+    let res = place(&second, &alice.token, Some(&fresh), &items(&[(&lamp, 1)])).await;
+    assert_eq!(
+        res.headers()["idempotent-replayed"],
+        "true",
+        "the fresh key stays"
+    );
+}

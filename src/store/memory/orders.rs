@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryStore;
@@ -139,5 +140,15 @@ impl OrderStore for MemoryStore {
         state.emit(EventKind::OrderCancelled, id, at, &order);
         self.emitted();
         Ok(order)
+    }
+
+    async fn purge_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let purged = self.lock().orders.idempotency.purge_before(before, limit);
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 }

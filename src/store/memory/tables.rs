@@ -124,15 +124,23 @@ impl Idempotency {
         let Ok(retention) = chrono::Duration::from_std(IDEMPOTENCY_RETENTION) else {
             return;
         };
-        let cutoff = at - retention;
-        while let Some(first) = self.by_time.first() {
-            if first.0 >= cutoff {
-                break;
+        self.purge_before(at - retention, usize::MAX);
+    }
+
+    /// Forget at most `limit` records created before `cutoff`, oldest first; how many.
+    pub(crate) fn purge_before(&mut self, cutoff: DateTime<Utc>, limit: usize) -> usize {
+        let mut purged = 0;
+        while purged < limit {
+            match self.by_time.first() {
+                Some(first) if first.0 < cutoff => {}
+                _ => break,
             }
             if let Some((_, user, key)) = self.by_time.pop_first() {
                 self.records.remove(&(user, key));
+                purged += 1;
             }
         }
+        purged
     }
 
     /// The earlier use of `req`'s key by `user`: a replay, or a mismatch.
@@ -226,5 +234,28 @@ mod tests {
         idem.purge(t0 + day + chrono::Duration::minutes(121));
         assert_eq!(idem.len(), 0);
         assert_eq!(idem.by_time.len(), 0);
+    }
+
+    #[test]
+    fn a_purge_takes_the_oldest_first_and_stops_at_its_limit() {
+        let mut idem = Idempotency::default();
+        let user = Uuid::new_v4();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let at = t0 + chrono::Duration::minutes(i as i64);
+            idem.insert(user, &req(key), b"{}".to_vec(), at);
+        }
+        let cutoff = t0 + chrono::Duration::minutes(2);
+        assert_eq!(idem.purge_before(cutoff, 1), 1);
+        assert!(matches!(idem.find(user, &req("a")), Ok(None)));
+        assert_eq!(
+            idem.purge_before(cutoff, 10),
+            1,
+            "only b is before the cutoff"
+        );
+        assert!(matches!(
+            idem.find(user, &req("c")),
+            Ok(Some(Placed::Replay { .. }))
+        ));
     }
 }

@@ -6,12 +6,13 @@
 //! the transaction that creates the order, so a failed attempt (a refused order, a
 //! statement timeout, a connection cut mid-way) rolls back with nothing left behind, and
 //! the lock goes with the transaction however it ends (a terminated backend included).
-//! Rows past retention are purged, a user's at a time, as that user places an order.
+//! A row past retention is ignored by the lookup (the key is fresh again: the order's
+//! upsert replaces it) and deleted by [`purge`], which the janitor runs on a timer
+//! (`crate::service::janitor`), not the order: an order pays for no one's clean-up.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
-use tokio_postgres::Statement;
 use uuid::Uuid;
 
 use super::pg_err;
@@ -62,36 +63,26 @@ pub(super) async fn claim<C: GenericClient>(
     }
 }
 
-/// After [`claim`]: purge the user's expired keys and look up this key's earlier use, in
-/// one round trip. `Some` replay, or `None` when the key is fresh (the caller goes on to
-/// create the order).
+/// After [`claim`]: this key's earlier use within the retention. `Some` replay, or `None`
+/// when the key is fresh (the caller goes on to create the order).
 pub(super) async fn lookup<C: GenericClient>(
     tx: &C,
     user_id: Uuid,
     req: &IdempotentRequest,
     at: DateTime<Utc>,
 ) -> Result<Option<Placed>, StoreError> {
-    let key = req.key.as_str();
-    let purge = tx
-        .prepare_cached("DELETE FROM idempotency_keys WHERE user_id = $1 AND created_at < $2")
-        .await
-        .map_err(pg_err)?;
     let select = tx
         .prepare_cached(
             "SELECT request_hash, response_status, response_body
-             FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
         )
         .await
         .map_err(pg_err)?;
-    // Both statements are sent before either answer is read (tokio-postgres pipelines
-    // requests issued together on one connection, in the order they are first polled).
-    let expired = ago(at, IDEMPOTENCY_RETENTION);
-    let (_, row) = futures_util::future::try_join(
-        tx.execute(&purge, &[&user_id, &expired]),
-        tx.query_opt(&select, &[&user_id, &key]),
-    )
-    .await
-    .map_err(pg_err)?;
+    let live_since = ago(at, IDEMPOTENCY_RETENTION);
+    let row = tx
+        .query_opt(&select, &[&user_id, &req.key.as_str(), &live_since])
+        .await
+        .map_err(pg_err)?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -113,47 +104,38 @@ pub(super) async fn lookup<C: GenericClient>(
     }
 }
 
-/// The statement of [`complete_key`], prepared before the pipelined batch it goes in.
-pub(super) async fn complete_key_statement<C: GenericClient>(
-    tx: &C,
-) -> Result<Statement, StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO idempotency_keys
-             (user_id, key, request_hash, response_status, response_body, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (user_id, key) DO UPDATE
-         SET request_hash = EXCLUDED.request_hash,
-             response_status = EXCLUDED.response_status,
-             response_body = EXCLUDED.response_body,
-             created_at = EXCLUDED.created_at",
-    )
-    .await
-    .map_err(pg_err)
-}
+/// The part of an order's write that stores its response under the key: a
+/// data-modifying `WITH` item, appended to the order's statement (`orders.rs`), whose
+/// parameters follow the order's: `$3` the time, `$5` the user, then the key, the
+/// request's hash and the response's body. A row past retention is replaced.
+pub(super) const STORE_RESPONSE: &str = "key AS (
+    INSERT INTO idempotency_keys
+        (user_id, key, request_hash, response_status, response_body, created_at)
+    VALUES ($5, $13, $14, 201, $15, $3)
+    ON CONFLICT (user_id, key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash,
+        response_status = EXCLUDED.response_status,
+        response_body = EXCLUDED.response_body,
+        created_at = EXCLUDED.created_at
+)";
 
-/// Store the response of the order this transaction created under `req`'s key (sent
-/// when first polled: `upsert` is [`complete_key_statement`]'s).
-pub(super) async fn complete_key<C: GenericClient>(
-    tx: &C,
-    upsert: &Statement,
-    user_id: Uuid,
-    req: &IdempotentRequest,
-    status: u16,
-    body: &[u8],
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        upsert,
-        &[
-            &user_id,
-            &req.key.as_str(),
-            &req.request_hash,
-            &i32::from(status),
-            &body,
-            &at,
-        ],
-    )
-    .await
-    .map_err(pg_err)?;
-    Ok(())
+/// Delete at most `limit` keys created before `before`, oldest first (through
+/// `idempotency_keys_created`), in one statement of its own; returns how many went. The
+/// age is checked again on the row deleted, so a key reused meanwhile (its row replaced
+/// by a new order's upsert) is kept.
+pub(super) async fn purge<C: GenericClient>(
+    c: &C,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let delete = c
+        .prepare_cached(
+            "DELETE FROM idempotency_keys AS k
+             USING (SELECT user_id, key FROM idempotency_keys WHERE created_at < $1
+                    ORDER BY created_at LIMIT $2) AS old
+             WHERE k.user_id = old.user_id AND k.key = old.key AND k.created_at < $1",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.execute(&delete, &[&before, &limit]).await.map_err(pg_err)
 }

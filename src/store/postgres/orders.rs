@@ -4,8 +4,10 @@
 //! deadlocks.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -70,9 +72,10 @@ async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>,
 /// futures of a batch are joined, tokio-postgres sends a request when its future is first
 /// polled, and every statement whose place in a batch matters is prepared beforehand):
 /// 1. `BEGIN` and the idempotency key's advisory lock ([`idempotency::claim`]);
-/// 2. the purge of the user's expired keys, the key's lookup and the product rows locked
-///    `FOR UPDATE` (a replay then only held them until its commit);
-/// 3. the stock taken, the order, its items, the event, the key's response and `COMMIT`.
+/// 2. the key's lookup and the product rows locked `FOR UPDATE` (a replay then only held
+///    them until its commit);
+/// 3. one statement writing the stock taken, the order, its items and the key's response
+///    ([`write_statement`]), the event, and `COMMIT`.
 ///
 /// Without a key, 1 and 2 are one batch.
 async fn place(
@@ -100,7 +103,7 @@ async fn place(
             let lookup = idempotency::lookup(c, new.user_id, req, at);
             match futures_util::future::try_join(lookup, lock_products).await? {
                 (Some(replay), _) => {
-                    // A replay commits too: it wrote only the purge of expired keys.
+                    // A replay wrote nothing; its commit ends the transaction.
                     tx.commit().await?;
                     return Ok(replay);
                 }
@@ -153,33 +156,11 @@ async fn place(
 
     // Every statement of the last batch is prepared first: the batch ends with COMMIT,
     // and a statement sent after it would run outside the transaction.
-    let take = c
-        .prepare_cached(
-            "UPDATE products AS p
-             SET stock = p.stock - u.q, version = p.version + 1, updated_at = $3
-             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, q) WHERE p.id = u.id",
-        )
+    let write = c
+        .prepare_cached(write_statement(idempotency.is_some()))
         .await
         .map_err(pg_err)?;
-    let insert = c
-        .prepare_cached(
-            "INSERT INTO orders (id, user_id, status, total_cents, currency, version,
-                                 created_at, updated_at)
-             VALUES ($1, $2, 'pending', $3, $4, 1, $5, $5)",
-        )
-        .await
-        .map_err(pg_err)?;
-    let insert_items = c
-        .prepare_cached(
-            "INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
-                                      unit_price_cents)
-             SELECT $1, u.pos, u.pid, u.sku, u.name, u.q, u.price
-             FROM unnest($2::int[], $3::uuid[], $4::text[], $5::text[], $6::int[],
-                         $7::bigint[]) AS u(pos, pid, sku, name, q, price)",
-        )
-        .await
-        .map_err(pg_err)?;
-    // The event and the key's response, each with its statement, built before the batch.
+    // The event with its statement, built before the batch.
     let event = match outbox {
         Some(outbox) => Some((
             outbox.prepare(c).await?,
@@ -187,53 +168,67 @@ async fn place(
         )),
         None => None,
     };
-    let key = match idempotency {
-        Some(req) => Some((
-            req,
-            idempotency::complete_key_statement(c).await?,
-            order.to_json(),
-        )),
-        None => None,
-    };
+    let key = idempotency.map(|req| (req.key.as_str(), &req.request_hash, order.to_json()));
     let positions: Vec<i32> = (0..).take(order.items.len()).collect();
     let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
     let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
     let qty: Vec<i32> = order.items.iter().map(|i| i.quantity).collect();
     let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price_cents).collect();
-    let item_params: [&(dyn ToSql + Sync); 7] =
-        [&order.id, &positions, &ids, &skus, &names, &qty, &prices];
-    let order_params: [&(dyn ToSql + Sync); 5] = [
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &ids,
+        &quantities,
+        &at,
         &order.id,
         &order.user_id,
         &order.total_cents,
         &order.currency,
-        &at,
+        &positions,
+        &skus,
+        &names,
+        &qty,
+        &prices,
     ];
-    let rows = async {
-        futures_util::future::try_join3(
-            c.execute(&take, &[&ids, &quantities, &at]),
-            c.execute(&insert, &order_params),
-            c.execute(&insert_items, &item_params),
-        )
-        .await
-        .map_err(pg_err)
-    };
+    if let Some((key, hash, body)) = &key {
+        params.extend::<[&(dyn ToSql + Sync); 3]>([key, hash, body]);
+    }
+    let write = async { c.execute(&write, &params).await.map_err(pg_err) };
     let event = async {
         match &event {
             Some((stmt, event)) => Outbox::insert(c, stmt, event).await,
             None => Ok(()),
         }
     };
-    let key = async {
-        match &key {
-            Some((req, stmt, body)) => {
-                idempotency::complete_key(c, stmt, order.user_id, req, 201, body, at).await
-            }
-            None => Ok(()),
-        }
-    };
-    futures_util::future::try_join4(rows, event, key, tx.commit()).await?;
+    futures_util::future::try_join3(write, event, tx.commit()).await?;
     Ok(Placed::Created(order))
+}
+
+/// The order's one write statement: the stock taken, the order, its items and, with a
+/// key, the response stored under it (`idempotency::STORE_RESPONSE`), as data-modifying
+/// `WITH` items of one statement (Postgres runs each exactly once; the items' foreign
+/// key to the order is checked at the statement's end, when the order is in).
+fn write_statement(with_key: bool) -> &'static str {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let order = "WITH take AS (
+    UPDATE products AS p
+    SET stock = p.stock - u.q, version = p.version + 1, updated_at = $3
+    FROM unnest($1::uuid[], $2::bigint[]) AS u(id, q) WHERE p.id = u.id
+), placed AS (
+    INSERT INTO orders (id, user_id, status, total_cents, currency, version, created_at,
+                        updated_at)
+    VALUES ($4, $5, 'pending', $6, $7, 1, $3, $3)
+), items AS (
+    INSERT INTO order_items (order_id, position, product_id, sku, name, quantity,
+                             unit_price_cents)
+    SELECT $4, u.pos, u.pid, u.sku, u.name, u.q, u.price
+    FROM unnest($8::int[], $1::uuid[], $9::text[], $10::text[], $11::int[], $12::bigint[])
+         AS u(pos, pid, sku, name, q, price)
+)";
+        [
+            format!("{order} SELECT 1"),
+            format!("{order}, {} SELECT 1", idempotency::STORE_RESPONSE),
+        ]
+    });
+    &SQL[usize::from(with_key)]
 }
 
 #[async_trait]
@@ -377,5 +372,14 @@ impl OrderStore for PgStore {
             }
         }
         Ok(order)
+    }
+
+    async fn purge_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let conn = self.write_conn().await?;
+        idempotency::purge(&conn, before, i64::from(limit)).await
     }
 }
