@@ -5,21 +5,37 @@ bounds, in a database of its own (created and dropped by the harness, never the 
   primary-key read per transaction, the floor of a database read.
 - TPC-B-like (the default script) beside s3 (orders) at scale 64 (`-s 64`): at scale 1,
   64 clients serialize on the one `pgbench_branches` row and the baseline flatters us.
+- order-sql (`load/pgbench/order.sql`) beside s3: the statements of one Bulkhead order,
+  on Bulkhead's schema (its migrations) with 1000 users and 200 products: what the
+  database alone does with the order's own work, the ceiling of s3 on this machine.
 
 Both run with the scenario's client count and duration; the ratio scenario rps / pgbench
 tps is in the report (`pgbench_ratios`)."""
 
+import glob
 import os
 import re
 import shutil
 import subprocess
 
-from .config import log
+from .config import LOAD, ROOT, log
 from .procs import CLEANUP, psql, run_child
 from .results import PgbenchResult
 
 DB = f"bulkhead_pgbench_{os.getpid()}"
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
+ORDER_SCRIPT = os.path.join(LOAD, "pgbench", "order.sql")
+# The ids order.sql names: users md5(n), products md5('p' || n).
+ORDER_SEED = """
+INSERT INTO users (id, email, name, password_hash, role, status, created_at, updated_at)
+SELECT md5(i::text)::uuid, 'pgbench-' || i || '@example.com', 'Pgbench User', 'x', 'user',
+       'active', now(), now()
+FROM generate_series(1, 1000) AS i;
+INSERT INTO products (id, sku, name, price_cents, currency, stock, created_at, updated_at)
+SELECT md5('p' || i)::uuid, 'SKU-' || i, 'Product ' || i, 100 + i, 'EUR', 1000000000,
+       now(), now()
+FROM generate_series(1, 200) AS i;
+"""
 
 
 def available():
@@ -38,8 +54,9 @@ class Database:
     """The pgbench database at `scale`, created (and initialised) on entry, dropped on
     exit; also dropped by the run's cleanup should the runner die in between."""
 
-    def __init__(self, scale):
+    def __init__(self, scale, order_sql=False):
         self.scale = scale
+        self.order_sql = order_sql
 
     def __enter__(self):
         psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -50,6 +67,13 @@ class Database:
                         timeout=1800)
         if out.returncode != 0:
             raise RuntimeError(f"pgbench -i failed: {out.stderr.strip()}")
+        if self.order_sql:
+            # Bulkhead's tables beside pgbench's (no name is shared), as its migrations
+            # make them, and the rows order.sql names.
+            for path in sorted(glob.glob(os.path.join(ROOT, "sql", "*.sql"))):
+                psql_file(path)
+            psql(ORDER_SEED, db=DB)
+            log(f"Bulkhead's schema, 1000 users and 200 products in {DB} (order-sql)")
         return self
 
     def __exit__(self, *exc):
@@ -59,11 +83,13 @@ class Database:
 
     def run(self, st, mode, clients, beside):
         """One pgbench run of `st.duration` seconds with `clients` clients; `mode` is
-        "select-only" (-S) or "tpcb-like"."""
+        "select-only" (-S), "tpcb-like" or "order-sql" (order.sql; needs `order_sql`)."""
         args = ["pgbench", *PG, "-n", "-c", str(clients), "-j", str(st.threads),
                 "-T", str(st.duration), "-M", "prepared"]
         if mode == "select-only":
             args.append("-S")
+        elif mode == "order-sql":
+            args += ["-f", ORDER_SCRIPT]
         args.append(DB)
         log(f"pgbench {mode} -s {self.scale}, {clients} clients ({st.duration} s)")
         out = run_child(args, timeout=st.duration + 120)
@@ -78,6 +104,11 @@ class Database:
             beside=beside)
         log(f"  {result.tps:.0f} tps, latency avg {result.latency_avg_ms} ms")
         return result
+
+
+def psql_file(path):
+    subprocess.run(["psql", *PG, "-v", "ON_ERROR_STOP=1", "-q", "-d", DB, "-f", path],
+                   capture_output=True, text=True, check=True, timeout=600)
 
 
 def parse(text, pattern):

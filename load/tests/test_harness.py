@@ -192,6 +192,24 @@ class ToolsTest(unittest.TestCase):
                          0.8)
 
 
+    def test_the_order_script_names_only_rows_its_seed_creates(self):
+        with open(pgbench.ORDER_SCRIPT) as f:
+            script = f.read()
+        # The ranges the script draws from are the seed's, and so are the id formulas.
+        self.assertIn(r"\set uid random(1, 1000)", script)
+        self.assertIn(r"\set p random(1, 200)", script)
+        self.assertIn("generate_series(1, 1000)", pgbench.ORDER_SEED)
+        self.assertIn("generate_series(1, 200)", pgbench.ORDER_SEED)
+        for formula in ["md5(:uid::text)::uuid", "md5('p' || :p)::uuid"]:
+            self.assertIn(formula, script)
+        self.assertIn("md5(i::text)::uuid", pgbench.ORDER_SEED)
+        self.assertIn("md5('p' || i)::uuid", pgbench.ORDER_SEED)
+        # One transaction, the order's three batches' statements between BEGIN and COMMIT.
+        statements = [x.strip() for x in script.split(";") if x.strip()]
+        self.assertTrue(statements[0].endswith("BEGIN"), statements[0])
+        self.assertEqual(statements[-1], "COMMIT")
+
+
 class PureFunctionsTest(unittest.TestCase):
     def test_nginx_conf_keeps_the_fleet_file_and_points_it_at_local_instances(self):
         with open(services.FLEET_CONF) as f:

@@ -18,7 +18,8 @@ def median(results, key):
 
 def ratio(run, scenario_result, bench, note=""):
     run.report.pgbench_ratios.append(PgbenchRatio(
-        scenario=scenario_result.name, pgbench=f"{bench.mode} -s {bench.scale}",
+        scenario=scenario_result.name,
+        pgbench=bench.mode if bench.mode == "order-sql" else f"{bench.mode} -s {bench.scale}",
         scenario_rps=round(scenario_result.rps, 1), pgbench_tps=round(bench.tps, 1),
         ratio=round(scenario_result.rps / bench.tps, 3) if bench.tps else 0.0,
         note=note))
@@ -90,16 +91,20 @@ class _NoPgbench:
 
 @scenario("s3_orders")
 def orders(run):
-    """Orders beside pgbench's TPC-B-like transaction at scale 64, once each per round."""
+    """Orders beside pgbench's TPC-B-like transaction at scale 64 and beside the order's
+    own statements (order-sql: the database alone doing the order's work), once each per
+    round."""
     st = run.st
     args = ["mode=orders", f"tokens={run.tokens_file}", f"products={run.products_file}"]
     title = "POST /api/v1/orders, fresh Idempotency-Key each"
-    runs, benches = [], []
-    with (pgbench.Database(TPCB_SCALE) if pgbench.available() else _NoPgbench()) as db:
+    runs, benches, own = [], [], []
+    with (pgbench.Database(TPCB_SCALE, order_sql=True) if pgbench.available()
+          else _NoPgbench()) as db:
         for r in range(1, st.rounds + 1):
             tag = f" (round {r} of {st.rounds})" if st.rounds > 1 else ""
             if db:
                 benches.append(pgbench_alone(run, db, "tpcb-like", "s3_orders"))
+                own.append(pgbench_alone(run, db, "order-sql", "s3_orders"))
                 server(run, f"s3-r{r}")
             runs.append(run.measure(f"s3_orders_r{r}", title + tag, args,
                                     count_status=True))
@@ -109,8 +114,10 @@ def orders(run):
     for extra in [x for x in runs if x is not head]:
         run.add(extra, extra=True)
     if benches:
-        run.report.pgbench += benches
+        run.report.pgbench += benches + own
         ratio(run, head, median(benches, lambda x: x.tps), f"median of {len(runs)}")
+        ratio(run, head, median(own, lambda x: x.tps),
+              f"median of {len(runs)}; the order's own SQL (load/pgbench/order.sql)")
 
 
 @scenario("s4_mix")
