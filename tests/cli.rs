@@ -431,15 +431,27 @@ fn a_warning_logged_while_serving_a_request_carries_its_request_id() {
             .filter(|v| v["message"] == "store unavailable")
             .collect()
     };
+    // Background work (the janitor's first pass, at start) warns too, in its own span.
+    let mine = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .any(|v| v["span"]["request_id"] == "warn-probe-1")
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while warned(&log).is_empty() && Instant::now() < deadline {
+    while !mine(&warned(&log)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let lines = warned(&log);
-    assert!(!lines.is_empty(), "the request logged its warning");
+    assert!(
+        mine(&lines),
+        "the request logged its warning, naming it: {lines:?}"
+    );
     for line in &lines {
         assert_eq!(line["level"], "WARN");
-        assert_eq!(line["span"]["request_id"], "warn-probe-1", "{line}");
+        assert!(
+            line["span"]["name"].is_string(),
+            "a line outside any span: {line}"
+        );
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());

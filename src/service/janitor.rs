@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::rt::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
 
 use super::guard::Guarded;
 use crate::domain::order::IDEMPOTENCY_RETENTION;
@@ -42,7 +43,11 @@ pub fn start(db: Guarded) -> Janitor {
         every.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            purge_expired(&db).await;
+            // Its lines say whose they are, as a request's do (an ERROR span: enabled
+            // whenever a line is).
+            purge_expired(&db)
+                .instrument(tracing::error_span!("janitor"))
+                .await;
         }
     }))
 }
