@@ -15,7 +15,8 @@ SELECT request_hash, response_status, response_body FROM idempotency_keys
  WHERE user_id = md5(:uid::text)::uuid AND key = :k::text
    AND created_at >= now() - interval '24 hours';
 SELECT id, sku, name, price_cents, currency, stock FROM products
- WHERE id = ANY(ARRAY[md5('p' || :p)::uuid]) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
+ WHERE id = ANY(ARRAY[md5('p' || :p)::uuid]) AND deleted_at IS NULL
+   AND (SELECT pg_try_advisory_xact_lock(:uid, :k)) ORDER BY id FOR UPDATE;
 WITH take AS (
     UPDATE products AS p
     SET stock = p.stock - u.q, version = p.version + 1, updated_at = now()

@@ -284,3 +284,53 @@ async fn a_key_past_retention_is_forgotten_then_purged() {
         "the fresh key stays"
     );
 }
+
+/// A key in use answers 409 at once, even while the request holding it waits on a
+/// product row: the second request neither waits for the row nor locks it. A session of
+/// the test's own holds the product row; the first order (the key's holder) waits on it.
+#[actix_web::test]
+async fn a_key_in_use_answers_at_once_while_its_holder_waits_on_a_product() {
+    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Postgres).await;
+    let (mut db, conn) =
+        tokio_postgres::connect(&app.database_url().unwrap(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let admin = app.admin().await;
+    let alice = app.new_user().await;
+    let lamp = create_product(
+        &app,
+        &admin.token,
+        &product_body("H", "Held", 100, "EUR", 50),
+    )
+    .await;
+    let id: uuid::Uuid = lamp["id"].as_str().unwrap().parse().unwrap();
+    let row_lock = db.transaction().await.unwrap();
+    row_lock
+        .execute("SELECT 1 FROM products WHERE id = $1 FOR UPDATE", &[&id])
+        .await
+        .unwrap();
+    let key = new_key();
+    let body = items(&[(&lamp, 1)]);
+    let holder = place(&app, &alice.token, Some(&key), &body);
+    let second = async {
+        // The holder's transaction has the key once its lock statement ran; until
+        // then the second request may get the key itself and wait on the row too.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let res = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            place(&app, &alice.token, Some(&key), &body),
+        )
+        .await
+        .expect("a key in use is answered without waiting on the product row");
+        problem(res, 409, "idempotency_key_in_use").await;
+        row_lock.commit().await.unwrap();
+    };
+    let (res, ()) = futures_util::future::join(holder, second).await;
+    assert_eq!(
+        res.status(),
+        201,
+        "the holder places its order once the row is free"
+    );
+    assert_eq!(stock(&app, &lamp).await, 49);
+}

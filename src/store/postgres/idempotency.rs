@@ -13,6 +13,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
+use tokio_postgres::Statement;
 use uuid::Uuid;
 
 use super::pg_err;
@@ -37,52 +38,86 @@ fn ago(at: DateTime<Utc>, age: std::time::Duration) -> DateTime<Utc> {
     at - chrono::Duration::from_std(age).unwrap_or_else(|_| chrono::Duration::zero())
 }
 
-/// Take `req`'s key for this transaction, or 409 `idempotency_key_in_use` at once when a
-/// concurrent request holds it. Sent with `BEGIN`; the lookup (whose snapshot must come
-/// after the lock, or a use committed meanwhile would be missed) and the product locks
-/// are sent only once it answered, so that a key in use never waits on product rows.
-pub(super) async fn claim<C: GenericClient>(
-    tx: &C,
-    user_id: Uuid,
-    req: &IdempotentRequest,
-) -> Result<(), StoreError> {
-    let (k1, k2) = lock_key(user_id, req.key.as_str());
-    let lock = tx
-        .prepare_cached("SELECT pg_try_advisory_xact_lock($1, $2)")
-        .await
-        .map_err(pg_err)?;
-    let taken: bool = tx
-        .query_one(&lock, &[&k1, &k2])
-        .await
-        .map_err(pg_err)?
-        .get(0);
-    if taken {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse))
+/// A key's claim in an order's transaction: its statements, prepared before the batch
+/// that sends them (`BEGIN`, [`Claim::take`], [`Claim::lookup`], the products locked
+/// only if the key is ours, see [`Claim::lock_key`]), so that they run in that order:
+/// the lookup's snapshot comes after the lock, or a use committed meanwhile would be
+/// missed.
+pub(super) struct Claim {
+    lock: Statement,
+    lookup: Statement,
+    key: (i32, i32),
+}
+
+impl Claim {
+    pub(super) async fn prepare<C: GenericClient>(
+        c: &C,
+        user_id: Uuid,
+        req: &IdempotentRequest,
+    ) -> Result<Self, StoreError> {
+        let lock = c
+            .prepare_cached("SELECT pg_try_advisory_xact_lock($1, $2)")
+            .await
+            .map_err(pg_err)?;
+        let lookup = c
+            .prepare_cached(
+                "SELECT request_hash, response_status, response_body
+                 FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(Self {
+            lock,
+            lookup,
+            key: lock_key(user_id, req.key.as_str()),
+        })
+    }
+
+    /// The advisory lock key, for a statement of the same batch that must do nothing
+    /// unless the key is ours (`pg_try_advisory_xact_lock` again: a lock this transaction
+    /// holds is granted again; one another holds is not).
+    pub(super) fn lock_key(&self) -> (i32, i32) {
+        self.key
+    }
+
+    /// Take the key for this transaction, or 409 `idempotency_key_in_use` at once when a
+    /// concurrent request holds it (tried, never waited for).
+    pub(super) async fn take<C: GenericClient>(&self, c: &C) -> Result<(), StoreError> {
+        let (k1, k2) = self.key;
+        let taken: bool = c
+            .query_one(&self.lock, &[&k1, &k2])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if taken {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(Conflict::IdempotencyKeyInUse))
+        }
+    }
+
+    /// This key's earlier use within the retention: `Some` replay, or `None` when the
+    /// key is fresh (the caller goes on to create the order).
+    pub(super) async fn lookup<C: GenericClient>(
+        &self,
+        c: &C,
+        user_id: Uuid,
+        req: &IdempotentRequest,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Placed>, StoreError> {
+        let live_since = ago(at, IDEMPOTENCY_RETENTION);
+        let row = c
+            .query_opt(&self.lookup, &[&user_id, &req.key.as_str(), &live_since])
+            .await
+            .map_err(pg_err)?;
+        lookup_answer(row, req)
     }
 }
 
-/// After [`claim`]: this key's earlier use within the retention. `Some` replay, or `None`
-/// when the key is fresh (the caller goes on to create the order).
-pub(super) async fn lookup<C: GenericClient>(
-    tx: &C,
-    user_id: Uuid,
+fn lookup_answer(
+    row: Option<tokio_postgres::Row>,
     req: &IdempotentRequest,
-    at: DateTime<Utc>,
 ) -> Result<Option<Placed>, StoreError> {
-    let select = tx
-        .prepare_cached(
-            "SELECT request_hash, response_status, response_body
-             FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
-        )
-        .await
-        .map_err(pg_err)?;
-    let live_since = ago(at, IDEMPOTENCY_RETENTION);
-    let row = tx
-        .query_opt(&select, &[&user_id, &req.key.as_str(), &live_since])
-        .await
-        .map_err(pg_err)?;
     let Some(row) = row else {
         return Ok(None);
     };

@@ -68,16 +68,25 @@ async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>,
         .collect()
 }
 
-/// The order in three round trips (each batch's statements are sent together: the
-/// futures of a batch are joined, tokio-postgres sends a request when its future is first
-/// polled, and every statement whose place in a batch matters is prepared beforehand):
-/// 1. `BEGIN` and the idempotency key's advisory lock ([`idempotency::claim`]);
-/// 2. the key's lookup and the product rows locked `FOR UPDATE` (a replay then only held
-///    them until its commit);
-/// 3. one statement writing the stock taken, the order, its items and the key's response
+/// The product rows of an order, locked in id order.
+const LOCK_PRODUCTS: &str = "SELECT id, sku, name, price_cents, currency, stock FROM products
+     WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE";
+/// The same, only if the idempotency key `($2, $3)` is this transaction's (an initplan,
+/// evaluated once before the scan): a request whose key is in use locks no product row.
+const LOCK_PRODUCTS_IF_CLAIMED: &str =
+    "SELECT id, sku, name, price_cents, currency, stock FROM products
+     WHERE id = ANY($1) AND deleted_at IS NULL AND (SELECT pg_try_advisory_xact_lock($2, $3))
+     ORDER BY id FOR UPDATE";
+
+/// The order in two round trips (each batch's statements are sent together: the futures
+/// of a batch are joined, tokio-postgres sends a request when its future is first polled,
+/// and every statement of a batch is prepared beforehand, so they run in their order):
+/// 1. `BEGIN`, the idempotency key's advisory lock ([`idempotency::Claim`]), the key's
+///    lookup and the product rows locked `FOR UPDATE` only if the lock was granted (a key
+///    in use answers 409 without waiting on product rows; a replay held them until its
+///    commit);
+/// 2. one statement writing the stock taken, the order, its items and the key's response
 ///    ([`write_statement`]), the event, and `COMMIT`.
-///
-/// Without a key, 1 and 2 are one batch.
 async fn place(
     tx: &PipelinedTx,
     outbox: Option<&Outbox>,
@@ -88,29 +97,32 @@ async fn place(
     let lines = new.lines.lines();
     let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
     let c = tx.client();
-    let lock = c
-        .prepare_cached(
-            "SELECT id, sku, name, price_cents, currency, stock FROM products
-             WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
-        )
-        .await
-        .map_err(pg_err)?;
-    let lock_products = async { c.query(&lock, &[&ids]).await.map_err(pg_err) };
     let rows = match idempotency {
         Some(req) => {
-            futures_util::future::try_join(tx.begin(), idempotency::claim(c, new.user_id, req))
-                .await?;
-            let lookup = idempotency::lookup(c, new.user_id, req, at);
-            match futures_util::future::try_join(lookup, lock_products).await? {
-                (Some(replay), _) => {
-                    // A replay wrote nothing; its commit ends the transaction.
-                    tx.commit().await?;
-                    return Ok(replay);
-                }
-                (None, rows) => rows,
+            let claim = idempotency::Claim::prepare(c, new.user_id, req).await?;
+            let lock = c
+                .prepare_cached(LOCK_PRODUCTS_IF_CLAIMED)
+                .await
+                .map_err(pg_err)?;
+            let (k1, k2) = claim.lock_key();
+            let lock_products = async { c.query(&lock, &[&ids, &k1, &k2]).await.map_err(pg_err) };
+            let (_, (), earlier, rows) = futures_util::future::try_join4(
+                tx.begin(),
+                claim.take(c),
+                claim.lookup(c, new.user_id, req, at),
+                lock_products,
+            )
+            .await?;
+            if let Some(replay) = earlier {
+                // A replay wrote nothing; its commit ends the transaction.
+                tx.commit().await?;
+                return Ok(replay);
             }
+            rows
         }
         None => {
+            let lock = c.prepare_cached(LOCK_PRODUCTS).await.map_err(pg_err)?;
+            let lock_products = async { c.query(&lock, &[&ids]).await.map_err(pg_err) };
             futures_util::future::try_join(tx.begin(), lock_products)
                 .await?
                 .1
