@@ -90,16 +90,33 @@ fn sighup_under_load_applies_a_new_quota_with_no_failed_request() {
         "reload latency under load: SIGHUP to the first answer under the new quota: {latency:?}"
     );
     assert!(latency < Duration::from_secs(1), "{latency:?}");
-    // Every request sent a second after the SIGHUP is decided under the new quota, and
-    // the key's use carried over: the 5 are long spent, so all of those are refused.
+    // Every request sent a second after the SIGHUP is decided under the new quota.
     let late: Vec<&Seen> = seen
         .iter()
         .filter(|s| s.sent > hup + Duration::from_secs(1))
         .collect();
     assert!(!late.is_empty());
     assert!(late.iter().all(|s| s.policy == new_policy));
-    let admitted_late = late.iter().filter(|s| s.status == 200).count();
-    assert_eq!(admitted_late, 0, "no fresh burst after the quota change");
+    // The key's use carried over (GCRA: its debt; these clients stayed far below the old
+    // rate, so little): under the new quota at most its burst of 5 is admitted, and once
+    // it refuses, nothing more is (the next token is 12 s away). Whenever the carry-over
+    // happens, on a loaded machine too.
+    let under_new: Vec<&Seen> = seen.iter().filter(|s| s.policy == new_policy).collect();
+    let admitted = under_new.iter().filter(|s| s.status == 200).count();
+    assert!(
+        admitted <= 5,
+        "no more than the new burst: {admitted} admitted"
+    );
+    let first_refusal = under_new
+        .iter()
+        .filter(|s| s.status == 429)
+        .map(|s| s.received)
+        .min()
+        .expect("the new quota refuses");
+    let after: Vec<&Seen> = seen.iter().filter(|s| s.sent > first_refusal).collect();
+    assert!(!after.is_empty());
+    let admitted_after = after.iter().filter(|s| s.status == 200).count();
+    assert_eq!(admitted_after, 0, "no fresh burst after the quota change");
     server.await_metric("bulkhead_config_reloads_total{outcome=\"applied\"}", 1.0);
     server.await_metric("bulkhead_config_last_reload_successful", 1.0);
 }
