@@ -114,6 +114,8 @@ impl Claim {
     }
 }
 
+/// What the earlier use's row (if any) means for `req`: a replay of its response, a
+/// mismatch (another request under the same key), or nothing to honour.
 fn lookup_answer(
     row: Option<tokio_postgres::Row>,
     req: &IdempotentRequest,
