@@ -17,6 +17,15 @@ pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
 /// How long a completed idempotency key is kept (the contract asks for at least 24 h).
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The creation time before which an idempotency key is past retention at `at` (a key
+/// created before it is forgotten and may be deleted).
+pub fn idempotency_cutoff(at: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::Duration::from_std(IDEMPOTENCY_RETENTION)
+        .ok()
+        .and_then(|retention| at.checked_sub_signed(retention))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {

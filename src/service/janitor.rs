@@ -10,12 +10,12 @@
 
 use std::time::Duration;
 
-use actix_web::rt::task::JoinHandle;
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
 
 use super::guard::Guarded;
-use crate::domain::order::IDEMPOTENCY_RETENTION;
+use crate::domain::order::idempotency_cutoff;
 use crate::domain::user::now;
 
 /// How often a pass runs (the first at start).
@@ -38,7 +38,7 @@ impl Drop for Janitor {
 /// Start the janitor on the current (actix) runtime: a pass now, then every
 /// [`PURGE_EVERY`].
 pub fn start(db: Guarded) -> Janitor {
-    Janitor(actix_web::rt::spawn(async move {
+    Janitor(actix::spawn(async move {
         let mut every = tokio::time::interval(PURGE_EVERY);
         every.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -55,10 +55,7 @@ pub fn start(db: Guarded) -> Janitor {
 /// One pass: delete the keys past retention, batch after batch, until a batch comes back
 /// short, [`MAX_BATCHES`] went, or a batch failed. Returns how many rows went.
 pub async fn purge_expired(db: &Guarded) -> u64 {
-    let Ok(retention) = chrono::Duration::from_std(IDEMPOTENCY_RETENTION) else {
-        return 0;
-    };
-    let before = now() - retention;
+    let before = idempotency_cutoff(now());
     let mut purged = 0;
     for _ in 0..MAX_BATCHES {
         match db

@@ -24,7 +24,7 @@ mod bootstrap;
 pub mod cached;
 pub mod caller;
 mod guard;
-pub mod janitor;
+mod janitor;
 mod limits;
 mod orders;
 pub mod product_cache;

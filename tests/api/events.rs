@@ -186,10 +186,7 @@ async fn a_rolled_back_change_writes_no_event() {
     let nats = Nats::start();
     let app = events_app(StoreKind::Postgres, &nats).await;
     let admin = app.admin().await;
-    let (db, conn) = tokio_postgres::connect(&app.database_url().unwrap(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let db = app.db().await;
     // Refuse, at commit, any order whose total is 1313 cents: the order, its items and
     // its outbox row are all written by then, so this is a true rollback.
     db.batch_execute(

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use crate::both_stores;
 use crate::helpers::shop::{create_product, product_body};
 use crate::helpers::shop::{items, new_key, place, stock};
-use crate::helpers::{problem, TestApp};
+use crate::helpers::{problem, TestApp, TestUser};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::Value;
@@ -222,26 +222,24 @@ async fn keys_of(db: &tokio_postgres::Client, user: uuid::Uuid) -> i64 {
     .get(0)
 }
 
+/// A Postgres app, a client of its database, a user and a product (`sku`, 50 in stock).
+async fn shop_on_postgres(sku: &str) -> (TestApp, tokio_postgres::Client, TestUser, Value) {
+    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Postgres).await;
+    let db = app.db().await;
+    let admin = app.admin().await;
+    let alice = app.new_user().await;
+    let lamp = create_product(&app, &admin.token, &product_body(sku, sku, 100, "EUR", 50)).await;
+    (app, db, alice, lamp)
+}
+
 /// A key past retention (24 h) is a fresh key: the same key with another body places a
 /// new order instead of answering a mismatch. Its row is deleted by the janitor, not by
 /// orders: a second instance on the same database purges it in its first pass, at start,
 /// and leaves a key within retention alone.
 #[actix_web::test]
 async fn a_key_past_retention_is_forgotten_then_purged() {
-    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Postgres).await;
+    let (app, db, alice, lamp) = shop_on_postgres("R").await;
     let url = app.database_url().unwrap();
-    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let admin = app.admin().await;
-    let alice = app.new_user().await;
-    let lamp = create_product(
-        &app,
-        &admin.token,
-        &product_body("R", "Retained", 100, "EUR", 50),
-    )
-    .await;
     let key = new_key();
     let res = place(&app, &alice.token, Some(&key), &items(&[(&lamp, 1)])).await;
     assert_eq!(res.status(), 201);
@@ -290,20 +288,7 @@ async fn a_key_past_retention_is_forgotten_then_purged() {
 /// the test's own holds the product row; the first order (the key's holder) waits on it.
 #[actix_web::test]
 async fn a_key_in_use_answers_at_once_while_its_holder_waits_on_a_product() {
-    let app = crate::helpers::spawn_app(crate::helpers::StoreKind::Postgres).await;
-    let (mut db, conn) =
-        tokio_postgres::connect(&app.database_url().unwrap(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let admin = app.admin().await;
-    let alice = app.new_user().await;
-    let lamp = create_product(
-        &app,
-        &admin.token,
-        &product_body("H", "Held", 100, "EUR", 50),
-    )
-    .await;
+    let (app, mut db, alice, lamp) = shop_on_postgres("H").await;
     let id: uuid::Uuid = lamp["id"].as_str().unwrap().parse().unwrap();
     let row_lock = db.transaction().await.unwrap();
     row_lock

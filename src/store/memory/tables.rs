@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::order::{IdempotentRequest, Order, Placed, IDEMPOTENCY_RETENTION};
+use crate::domain::order::{idempotency_cutoff, IdempotentRequest, Order, Placed};
 use crate::domain::precondition::IfMatch;
 use crate::domain::product::Product;
 use crate::domain::user::User;
@@ -100,7 +100,8 @@ impl RefreshTokens {
     }
 }
 
-/// The completed idempotency keys, kept for [`IDEMPOTENCY_RETENTION`] as Postgres keeps
+/// The completed idempotency keys, kept for
+/// [`IDEMPOTENCY_RETENTION`](crate::domain::order::IDEMPOTENCY_RETENTION) as Postgres keeps
 /// them: every placement purges what has expired, oldest first, so the map never holds
 /// more than the keys of the last 24 hours. There is no claim in flight to keep: a
 /// placement runs under the store's one mutex from the key's lookup to its response.
@@ -121,20 +122,13 @@ pub(crate) struct IdempotencyRecord {
 impl Idempotency {
     /// Forget every record created before `at` minus the retention.
     pub(crate) fn purge(&mut self, at: DateTime<Utc>) {
-        let Ok(retention) = chrono::Duration::from_std(IDEMPOTENCY_RETENTION) else {
-            return;
-        };
-        self.purge_before(at - retention, usize::MAX);
+        self.purge_before(idempotency_cutoff(at), usize::MAX);
     }
 
     /// Forget at most `limit` records created before `cutoff`, oldest first; how many.
     pub(crate) fn purge_before(&mut self, cutoff: DateTime<Utc>, limit: usize) -> usize {
         let mut purged = 0;
-        while purged < limit {
-            match self.by_time.first() {
-                Some(first) if first.0 < cutoff => {}
-                _ => break,
-            }
+        while purged < limit && self.by_time.first().is_some_and(|first| first.0 < cutoff) {
             if let Some((_, user, key)) = self.by_time.pop_first() {
                 self.records.remove(&(user, key));
                 purged += 1;
@@ -193,7 +187,7 @@ impl Idempotency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::order::IdempotencyKey;
+    use crate::domain::order::{IdempotencyKey, IDEMPOTENCY_RETENTION};
 
     fn req(key: &str) -> IdempotentRequest {
         IdempotentRequest {

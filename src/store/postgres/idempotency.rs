@@ -17,7 +17,7 @@ use tokio_postgres::Statement;
 use uuid::Uuid;
 
 use super::pg_err;
-use crate::domain::order::{IdempotentRequest, Placed, IDEMPOTENCY_RETENTION};
+use crate::domain::order::{idempotency_cutoff, IdempotentRequest, Placed};
 use crate::store::{Conflict, StoreError};
 
 /// The advisory lock key of `(user, key)`: SHA-256 folded to 64 bits, in the two-key
@@ -32,10 +32,6 @@ fn lock_key(user_id: Uuid, key: &str) -> (i32, i32) {
         i32::from_be_bytes([d[0], d[1], d[2], d[3]]),
         i32::from_be_bytes([d[4], d[5], d[6], d[7]]),
     )
-}
-
-fn ago(at: DateTime<Utc>, age: std::time::Duration) -> DateTime<Utc> {
-    at - chrono::Duration::from_std(age).unwrap_or_else(|_| chrono::Duration::zero())
 }
 
 /// A key's claim in an order's transaction: its statements, prepared before the batch
@@ -105,39 +101,30 @@ impl Claim {
         req: &IdempotentRequest,
         at: DateTime<Utc>,
     ) -> Result<Option<Placed>, StoreError> {
-        let live_since = ago(at, IDEMPOTENCY_RETENTION);
+        let live_since = idempotency_cutoff(at);
         let row = c
             .query_opt(&self.lookup, &[&user_id, &req.key.as_str(), &live_since])
             .await
             .map_err(pg_err)?;
-        lookup_answer(row, req)
-    }
-}
-
-/// What the earlier use's row (if any) means for `req`: a replay of its response, a
-/// mismatch (another request under the same key), or nothing to honour.
-fn lookup_answer(
-    row: Option<tokio_postgres::Row>,
-    req: &IdempotentRequest,
-) -> Result<Option<Placed>, StoreError> {
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let stored_hash: Vec<u8> = row.get(0);
-    let status: Option<i32> = row.get(1);
-    let body: Option<Vec<u8>> = row.get(2);
-    match (status, body) {
-        (Some(status), Some(body)) => {
-            if stored_hash != req.request_hash {
-                return Err(StoreError::Conflict(Conflict::IdempotencyKeyMismatch));
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored_hash: Vec<u8> = row.get(0);
+        let status: Option<i32> = row.get(1);
+        let body: Option<Vec<u8>> = row.get(2);
+        match (status, body) {
+            (Some(status), Some(body)) => {
+                if stored_hash != req.request_hash {
+                    return Err(StoreError::Conflict(Conflict::IdempotencyKeyMismatch));
+                }
+                let status = u16::try_from(status)
+                    .map_err(|_| StoreError::Internal(format!("stored status {status}")))?;
+                Ok(Some(Placed::Replay { status, body }))
             }
-            let status = u16::try_from(status)
-                .map_err(|_| StoreError::Internal(format!("stored status {status}")))?;
-            Ok(Some(Placed::Replay { status, body }))
+            // A claim without a response (written by an earlier version, which committed
+            // claims on their own): nobody holds it, since we hold the key's lock.
+            _ => Ok(None),
         }
-        // A claim without a response (written by an earlier version, which committed
-        // claims on their own): nobody holds it, since we hold the key's lock.
-        _ => Ok(None),
     }
 }
 

@@ -234,6 +234,17 @@ impl TestApp {
         self._db.as_ref().map(|db| db.url.clone())
     }
 
+    /// A client of this app's own database (Postgres apps only), its connection driven
+    /// on the test's runtime.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let url = self.database_url().expect("a Postgres app");
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
     /// Stop the server the way a signal does (drain, then stop).
     pub async fn stop(&self) {
         self.shutdown.stop().await;
