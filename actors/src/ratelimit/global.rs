@@ -48,10 +48,20 @@ impl RateLimiter {
         let inner = &*self.inner;
         let p = usize::from(policy.0);
         // One snapshot of the policies for the whole decision (see `super::reload`).
-        let table = inner.limits.table.load();
-        let current = table.policies.get(p).ok_or(ActorError::Unavailable)?;
+        let mut table = inner.limits.table.load();
         let shard = inner.shard(key);
-        let known = shard.state.buckets.get(&key).map(|bucket| {
+        let bucket = shard.state.buckets.get(&key);
+        if bucket.as_ref().is_some_and(|b| b.gen != table.gen) {
+            // The key may have been carried over to a generation newer than the snapshot
+            // (a reload swapped the table, then rewrote the key, between the load and the
+            // lookup). Its word is then in the new policy's form, and deciding it under
+            // the old one would corrupt it. A reload swaps the table before it rewrites a
+            // key under the map's write lock, so a table read while holding the key's
+            // read guard is at least as new as the key.
+            table = inner.limits.table.load();
+        }
+        let current = table.policies.get(p).ok_or(ActorError::Unavailable)?;
+        let known = bucket.map(|bucket| {
             // A key not carried over yet is decided under its own generation's policy.
             let compiled = table.policy_for(p, bucket.gen).unwrap_or(current);
             let step = match &bucket.lease {

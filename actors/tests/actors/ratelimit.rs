@@ -369,51 +369,61 @@ async fn a_quota_change_gives_no_fresh_burst() {
     assert!(renamed.is_err(), "policies are fixed at start");
 }
 
-/// 8 threads hammer one key while the policy moves from GCRA to the sliding window with
-/// the same quota: the carried-over count and the decisions racing the reload together
-/// never admit more than the quota.
+/// 8 threads hammer one key while reloads switch its policy back and forth between
+/// GCRA and the sliding window with the same quota: the carried-over counts and the
+/// decisions racing the reloads together admit exactly the quota. A decision that read
+/// the policies just before a reload and the key just after its carry-over must follow
+/// the key's generation: deciding a sliding-window word as GCRA (or the reverse) reads
+/// it as a fresh key or as one spent for hours.
 #[actix_rt::test]
-async fn decisions_racing_a_reload_never_exceed_the_quota() {
+async fn decisions_racing_reloads_admit_exactly_the_quota() {
     let rl = limiter(small(), policy(1_000, 3600, Algorithm::Gcra));
     settle().await;
     let user = rl.policy("user").unwrap();
     let allowed = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicUsize::new(8));
     let threads: Vec<_> = (0..8)
         .map(|_| {
-            let (rl, allowed) = (rl.clone(), allowed.clone());
+            let (rl, allowed, running) = (rl.clone(), allowed.clone(), running.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    // 1,600 checks over ~4 ms: the reload lands while the quota has room.
-                    for _ in 0..200 {
+                    // 4,000 checks, the first 1,000 admitted while the reloads run.
+                    for i in 0..500 {
                         if rl.check(user, "hot").await.unwrap().allowed {
                             allowed.fetch_add(1, Ordering::SeqCst);
                         }
-                        std::thread::sleep(Duration::from_micros(20));
+                        if i % 4 == 0 {
+                            std::thread::sleep(Duration::from_micros(20));
+                        }
                     }
-                })
+                });
+                running.fetch_sub(1, Ordering::SeqCst);
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1)).await;
     let before = allowed.load(Ordering::SeqCst);
-    rl.reconfigure(
-        true,
-        vec![("user".into(), policy(1_000, 3600, Algorithm::SlidingWindow))],
-    )
-    .await
-    .unwrap();
+    let mut reloads = 0;
+    while running.load(Ordering::SeqCst) > 0 {
+        let algorithm = [Algorithm::SlidingWindow, Algorithm::Gcra][reloads % 2];
+        rl.reconfigure(true, vec![("user".into(), policy(1_000, 3600, algorithm))])
+            .await
+            .unwrap();
+        reloads += 1;
+    }
     for t in threads {
         t.join().unwrap();
     }
     let allowed = allowed.load(Ordering::SeqCst);
-    assert!(before < 1_000, "the reload came after the quota was spent");
+    assert!(before < 1_000, "the reloads came after the quota was spent");
+    assert!(reloads >= 2, "{reloads} reloads");
     assert!(
         (999..=1_000).contains(&allowed),
-        "{allowed} allowed of 1000"
+        "{allowed} allowed of 1000 across {reloads} reloads"
     );
 }
 
