@@ -14,6 +14,7 @@ pub mod http;
 pub mod invalidation;
 pub mod metrics;
 pub mod reload;
+pub mod runtime;
 pub mod service;
 pub mod startup;
 pub mod store;

@@ -112,6 +112,9 @@ impl Config {
         if d.read_pool_size == 0 || d.write_pool_size == 0 {
             return bad("database.read_pool_size", "pool sizes must be at least 1");
         }
+        if !(1..=64).contains(&d.client_threads) {
+            return bad("database.client_threads", "must be between 1 and 64");
+        }
         for (key, v) in [
             ("database.pool_wait_timeout_ms", d.pool_wait_timeout_ms),
             ("database.pool_create_timeout_ms", d.pool_create_timeout_ms),

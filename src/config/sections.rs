@@ -108,6 +108,9 @@ pub struct DatabaseConfig {
     pub statement_timeout_ms: u64,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// Threads of the runtime that opens and drives every pooled connection
+    /// (`bulkhead-db`), never an actix worker.
+    pub client_threads: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -121,6 +124,7 @@ impl Default for DatabaseConfig {
             pool_recycle_timeout_ms: 1_000,
             statement_timeout_ms: 5_000,
             migrate_on_start: true,
+            client_threads: 1,
         }
     }
 }

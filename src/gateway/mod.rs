@@ -43,11 +43,12 @@ use serde::Serialize;
 pub use balance::Balancer;
 pub use body::{BodyError, Chunk, RequestBody};
 pub use budget::RetryBudget;
-use runtime::{HttpClient, UpstreamRuntime};
+use runtime::HttpClient;
 
 use crate::config::{
     parse_upstream, GatewayConfig, OverviewPartConfig, RouteConfig, UpstreamConfig,
 };
+use crate::runtime::OwnedRuntime;
 
 /// Lifetime of the `X-Bulkhead-Identity` token.
 pub const IDENTITY_TTL_SECS: u64 = 60;
@@ -243,7 +244,7 @@ pub struct Gateway {
     table: ArcSwap<RouteTable>,
     client: HttpClient,
     identity_key: EncodingKey,
-    runtime: UpstreamRuntime,
+    runtime: OwnedRuntime,
 }
 
 impl Gateway {
@@ -259,7 +260,7 @@ impl Gateway {
             .ok_or_else(|| anyhow::anyhow!("gateway.identity_secret is required"))?;
         describe_metrics();
         let table = RouteTable::start(cfg, None)?;
-        let runtime = UpstreamRuntime::start(cfg.upstream.client_threads)?;
+        let runtime = OwnedRuntime::start("bulkhead-upstream", cfg.upstream.client_threads)?;
         Ok(Some(Arc::new(Self {
             table: ArcSwap::from_pointee(table),
             client: runtime::client(&cfg.upstream),

@@ -4,6 +4,11 @@
 //! the other's connections (they are the bulkheads' resources). Every pool wait, connection
 //! create and recycle has a deadline, and every connection sets `statement_timeout`:
 //! no database call waits forever.
+//!
+//! Every pooled connection is opened and driven on the store's own runtime
+//! ([`OwnedRuntime`], threads `bulkhead-db`), never on the actix worker that asked for
+//! it: a connection's socket and task belong to the runtime that opened it, and a worker's
+//! runtime would tie it to that worker (see [`RuntimeConnect`]).
 
 mod idempotency;
 mod migrate;
@@ -19,8 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Connect, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
@@ -29,6 +36,7 @@ use crate::config::DatabaseConfig;
 use crate::events::postgres::PgOutbox;
 use crate::events::source::OutboxSource;
 use crate::events::Wake;
+use crate::runtime::OwnedRuntime;
 
 /// `(version, name, sql)`, in order.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -55,10 +63,14 @@ pub struct PgStore {
     /// `Some` when events are on: every change to a user or an order writes one.
     outbox: Option<Outbox>,
     events: Option<crate::config::EventsConfig>,
+    /// Opens and drives every pooled connection; dropped after the pools (field order),
+    /// so it stops once no connection is left on it.
+    _runtime: OwnedRuntime,
 }
 
 impl PgStore {
-    /// Build the pools. No connection is opened until first use.
+    /// Build the pools and start the runtime their connections will live on. No
+    /// connection is opened until first use.
     pub fn connect(cfg: &DatabaseConfig) -> anyhow::Result<Self> {
         let url = cfg
             .url
@@ -71,10 +83,11 @@ impl PgStore {
         pg.application_name("bulkhead");
         pg.connect_timeout(Duration::from_millis(cfg.pool_create_timeout_ms));
         pg.options(format!("-c statement_timeout={}", cfg.statement_timeout_ms));
+        let runtime = OwnedRuntime::start("bulkhead-db", cfg.client_threads)?;
         let build = |size: usize| {
-            let manager = Manager::from_config(
+            let manager = Manager::from_connect(
                 pg.clone(),
-                NoTls,
+                RuntimeConnect(runtime.handle().clone()),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
@@ -93,6 +106,7 @@ impl PgStore {
             pg,
             outbox: None,
             events: None,
+            _runtime: runtime,
         })
     }
 
@@ -113,6 +127,45 @@ impl PgStore {
 
     pub(crate) async fn write_conn(&self) -> Result<Object, StoreError> {
         self.write.get().await.map_err(pool_err)
+    }
+}
+
+/// Opens a pooled connection on the store's runtime: the TCP connection, the startup
+/// exchange and the connection's task all run there, and the pool hands out the client
+/// (a channel to that task), which any worker may use.
+struct RuntimeConnect(tokio::runtime::Handle);
+
+impl Connect for RuntimeConnect {
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
+    {
+        let pg = pg.clone();
+        let (opened, client) = tokio::sync::oneshot::channel();
+        let task = self.0.spawn(async move {
+            match pg.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    if opened.send(Ok(client)).is_ok() {
+                        if let Err(e) = connection.await {
+                            tracing::warn!(error = %e, "database connection closed");
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = opened.send(Err(e));
+                }
+            }
+        });
+        Box::pin(async move {
+            match client.await {
+                Ok(Ok(client)) => Ok((client, task)),
+                Ok(Err(e)) => Err(e),
+                // The task ended without answering: the runtime stopped under it (the
+                // store is being dropped). The pool's create deadline answers the caller.
+                Err(_) => std::future::pending().await,
+            }
+        })
     }
 }
 
@@ -192,4 +245,56 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     }
     // No database error: the connection broke or timed out.
     StoreError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the test Postgres server (`BULKHEAD_TEST_DATABASE_URL`, as `.ci/run` sets
+    //! it).
+    use super::*;
+    use crate::config::DatabaseUrl;
+
+    /// A runtime like an actix worker's: one thread, gone when dropped.
+    fn worker() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    async fn pid(c: &Object) -> Result<i32, tokio_postgres::Error> {
+        Ok(c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
+    }
+
+    /// The pooled connection a worker asked for first is not that worker's: it keeps
+    /// working, as the same server session, after the worker's runtime is gone.
+    #[test]
+    fn a_pooled_connection_outlives_the_worker_that_opened_it() {
+        let url = std::env::var("BULKHEAD_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let store = PgStore::connect(&DatabaseConfig {
+            url: Some(DatabaseUrl::new(url)),
+            read_pool_size: 1,
+            write_pool_size: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let (conn, opened_by) = worker().block_on(async {
+            let conn = store
+                .read_conn()
+                .await
+                .expect("Postgres must be running (.ci/run starts it)");
+            let p = pid(&conn).await.unwrap();
+            (conn, p)
+        });
+        // That worker's runtime has stopped; another one uses the connection.
+        let after = worker().block_on(pid(&conn));
+        assert_eq!(
+            after.expect("the connection died with the runtime that asked for it"),
+            opened_by
+        );
+        drop(conn);
+        let again = worker().block_on(async { pid(&store.read_conn().await.unwrap()).await });
+        assert_eq!(again.unwrap(), opened_by, "the pool kept the connection");
+    }
 }
