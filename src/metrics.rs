@@ -97,6 +97,10 @@ fn describe() {
         "bulkhead_http_requests_total",
         "HTTP requests answered, by method, route template and status class"
     );
+    describe_counter!(
+        "bulkhead_http_server_errors_total",
+        "HTTP requests answered 5xx, by route template and status code"
+    );
     describe_histogram!(
         "bulkhead_http_request_duration_seconds",
         Unit::Seconds,

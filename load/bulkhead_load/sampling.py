@@ -106,7 +106,8 @@ class Sampler:
 # the generator. The only way to see 5xx in scenarios that do not count statuses in wrk.
 
 SCRAPED = ("bulkhead_http_requests_total{", "bulkhead_http_request_duration_seconds_bucket{",
-           "bulkhead_bulkhead_queue_wait_seconds_bucket{", "bulkhead_bulkhead_rejected_total{")
+           "bulkhead_bulkhead_queue_wait_seconds_bucket{", "bulkhead_bulkhead_rejected_total{",
+           "bulkhead_http_server_errors_total{")
 
 
 def scrape(port):
@@ -165,15 +166,24 @@ def server_quantiles(before, after, route, qs=(0.5, 0.99), status=None,
 
 
 def status_classes(before, after):
-    classes = {}
+    """Answers by status class over a scenario, from the server's counters. Its 5xx are
+    given by exact code ("503": n) when the server counts them so
+    (`bulkhead_http_server_errors_total`) and the codes account for every one; a server
+    without that counter (an older build) leaves them as the class "5xx"."""
+    classes, codes = {}, {}
     for key, value in after.items():
-        if not key.startswith("bulkhead_http_requests_total{"):
-            continue
         delta = value - before.get(key, 0.0)
         if delta <= 0 or 'route="/metrics"' in key:
             continue
-        cls = key.split('status="', 1)[1].split('"', 1)[0]
-        classes[cls] = classes.get(cls, 0) + int(delta)
+        if key.startswith("bulkhead_http_requests_total{"):
+            cls = key.split('status="', 1)[1].split('"', 1)[0]
+            classes[cls] = classes.get(cls, 0) + int(delta)
+        elif key.startswith("bulkhead_http_server_errors_total{"):
+            code = key.split('code="', 1)[1].split('"', 1)[0]
+            codes[code] = codes.get(code, 0) + int(delta)
+    if classes.get("5xx") and sum(codes.values()) == classes["5xx"]:
+        del classes["5xx"]
+        classes.update(codes)
     return classes
 
 

@@ -21,7 +21,8 @@ from bulkhead_load.report import markdown  # noqa: E402
 from bulkhead_load.results import (Meta, PgbenchRatio, PgbenchResult,  # noqa: E402
                                    Report, Round, RoundFigures, Sample, ScenarioResult,
                                    WrkSummary, to_json)
-from bulkhead_load.targets import add_ratios, check_targets, versus  # noqa: E402
+from bulkhead_load.sampling import status_classes  # noqa: E402
+from bulkhead_load.targets import add_ratios, check_targets, five_xx_check, versus  # noqa: E402
 
 
 def result(name, rps, p99, statuses=None):
@@ -261,6 +262,24 @@ class PureFunctionsTest(unittest.TestCase):
         # At the rate exactly, everything passes.
         self.assertEqual(services.gcra_admitted([i / 10 for i in range(100)], 10, 1), 100)
         self.assertEqual(services.gcra_admitted([0.0] * 5, 10, 1, burst=2), 2)
+
+    def test_server_counted_5xx_are_split_by_code_and_only_503_passes(self):
+        req = 'bulkhead_http_requests_total{method="GET",route="/api/v1/users/me",status='
+        err = 'bulkhead_http_server_errors_total{route="/api/v1/users/me",code='
+        before = {req + '"2xx"}': 10.0, req + '"5xx"}': 1.0, err + '"503"}': 1.0}
+        after = {req + '"2xx"}': 110.0, req + '"5xx"}': 33.0, err + '"503"}': 33.0}
+        self.assertEqual(status_classes(before, after), {"2xx": 100, "503": 32})
+        after_500 = dict(after, **{req + '"5xx"}': 34.0, err + '"500"}': 1.0})
+        self.assertEqual(status_classes(before, after_500), {"2xx": 100, "503": 32, "500": 1})
+        # An older server without the per-code counter: the class stays, unverified.
+        old = {k: v for k, v in after.items() if not k.startswith(err)}
+        self.assertEqual(status_classes(before, old), {"2xx": 100, "5xx": 32})
+        s1 = result("s1_users_me", 1.0, 1.0)
+        for classes, ok, bad in [({"2xx": 100, "503": 32}, True, {}),
+                                 ({"2xx": 100, "503": 32, "500": 1}, False, {"500": 1}),
+                                 ({"2xx": 100, "5xx": 32}, False, {"5xx (class only)": 32})]:
+            s1.server_status_classes = classes
+            self.assertEqual(five_xx_check(s1), (ok, bad))
 
     def test_percentile_by_nearest_rank(self):
         self.assertIsNone(services.percentile([], 50))

@@ -146,6 +146,22 @@ async fn full_hashing_bulkhead_answers_503_at_once() {
     );
     assert!(overloaded >= 1, "the excess is refused: {seen:?}");
     assert_eq!(created + overloaded, 8);
+    // Counted by exact code, not only as "5xx" (the recorder is the process's: other
+    // tests may add to the series, never take from it).
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let counted: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("bulkhead_http_server_errors_total{")
+                && l.contains("route=\"/api/v1/users\"")
+                && l.contains("code=\"503\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        counted >= f64::from(overloaded),
+        "{overloaded} answered 503, {counted} counted:\n{text}"
+    );
 }
 
 /// Anonymous requests are limited per client IP; `/health`, `/ready`, `/metrics` never.

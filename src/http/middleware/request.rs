@@ -171,6 +171,12 @@ thread_local! {
             foldhash::fast::RandomState,
         >,
     > = std::cell::RefCell::new(std::collections::HashMap::default());
+
+    /// `bulkhead_http_server_errors_total` handles per (route template, status code),
+    /// likewise once per worker. Bounded: routes x the 5xx codes answered.
+    static SERVER_ERRORS: std::cell::RefCell<
+        std::collections::HashMap<(&'static str, u16), metrics::Counter, foldhash::fast::RandomState>,
+    > = std::cell::RefCell::new(std::collections::HashMap::default());
 }
 
 fn record_metrics(
@@ -208,6 +214,22 @@ fn record_metrics(
         count.increment(1);
         duration.record(elapsed.as_secs_f64());
     });
+    if status >= 500 {
+        // The class says "5xx"; this says which: a 503 sheds load as the contract allows,
+        // a 500 is a fault.
+        SERVER_ERRORS.with(|cell| {
+            cell.borrow_mut()
+                .entry((route, status))
+                .or_insert_with(|| {
+                    metrics::counter!(
+                        "bulkhead_http_server_errors_total",
+                        "route" => route,
+                        "code" => status.to_string()
+                    )
+                })
+                .increment(1);
+        });
+    }
 }
 
 /// Methods outside the standard set share one label value, keeping the label bounded.
