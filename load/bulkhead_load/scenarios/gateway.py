@@ -87,6 +87,12 @@ def medians(rows, keys):
 KEYS = ("rps", "p50_ms", "p99_ms", "bulkhead_cpu_us_per_req", "floor_cpu_us_per_req")
 
 
+def cpu(us):
+    """CPU µs per request as the table shows it: one decimal (a median of two rounds is
+    their mean, with a float's tail), '-' where the process did no work."""
+    return f"{us:.1f}" if us else "-"
+
+
 @scenario("gateway", opt_in=True)
 def gateway(run):
     st = run.st
@@ -111,8 +117,8 @@ def gateway(run):
         for name in ("direct", "gateway"):
             x = m[name]
             md.append(f"| {delay} µs | {name} | {x['rps']:,.0f} | {x['p50_ms']:.3f} | "
-                      f"{x['p99_ms']:.3f} | {x['bulkhead_cpu_us_per_req'] or '-'} | "
-                      f"{x['floor_cpu_us_per_req']} | "
+                      f"{x['p99_ms']:.3f} | {cpu(x['bulkhead_cpu_us_per_req'])} | "
+                      f"{cpu(x['floor_cpu_us_per_req'])} | "
                       f"{sum(r['non_2xx'] + r['socket_errors'] for r in rows[name])} |")
     md.append("")
     for delay in DELAYS_US:
