@@ -58,6 +58,12 @@ fn invalid_values_are_named() {
     );
     let err = Config::from_toml_str("[rate_limits.user]\nquota = 0\n").unwrap_err();
     assert!(err.to_string().contains("rate_limits.user.quota"), "{err}");
+    for threads in [0, 65] {
+        let err = Config::from_toml_str(&format!("[database]\nclient_threads = {threads}\n"))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.client_threads"), "{err}");
+    }
+    assert!(Config::from_toml_str("[database]\nclient_threads = 2\n").is_ok());
 }
 
 #[test]
