@@ -377,6 +377,24 @@ async fn a_quota_change_gives_no_fresh_burst() {
 /// it as a fresh key or as one spent for hours.
 #[actix_rt::test]
 async fn decisions_racing_reloads_admit_exactly_the_quota() {
+    // Every attempt must admit exactly the quota; an attempt only counts as a race when
+    // reloads landed while the quota had room (a loaded machine may starve this thread
+    // until the threads have spent it), so a few attempts are allowed for that.
+    for _ in 0..5 {
+        let (allowed, raced) = race_reloads_against_decisions().await;
+        assert!(
+            (999..=1_000).contains(&allowed),
+            "{allowed} allowed of 1000 across {raced} reloads with room"
+        );
+        if raced >= 2 {
+            return;
+        }
+    }
+    panic!("no attempt had two reloads land while the quota had room");
+}
+
+/// Admitted requests, and reloads that completed while fewer than the quota were.
+async fn race_reloads_against_decisions() -> (usize, usize) {
     let rl = limiter(small(), policy(1_000, 3600, Algorithm::Gcra));
     settle().await;
     let user = rl.policy("user").unwrap();
@@ -405,26 +423,21 @@ async fn decisions_racing_reloads_admit_exactly_the_quota() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    let before = allowed.load(Ordering::SeqCst);
-    let mut reloads = 0;
+    let (mut reloads, mut raced) = (0, 0);
     while running.load(Ordering::SeqCst) > 0 {
         let algorithm = [Algorithm::SlidingWindow, Algorithm::Gcra][reloads % 2];
         rl.reconfigure(true, vec![("user".into(), policy(1_000, 3600, algorithm))])
             .await
             .unwrap();
         reloads += 1;
+        if allowed.load(Ordering::SeqCst) < 1_000 {
+            raced += 1;
+        }
     }
     for t in threads {
         t.join().unwrap();
     }
-    let allowed = allowed.load(Ordering::SeqCst);
-    assert!(before < 1_000, "the reloads came after the quota was spent");
-    assert!(reloads >= 2, "{reloads} reloads");
-    assert!(
-        (999..=1_000).contains(&allowed),
-        "{allowed} allowed of 1000 across {reloads} reloads"
-    );
+    (allowed.load(Ordering::SeqCst), raced)
 }
 
 /// Shadow: decided and counted, refused by nobody; the state is what enforcing leaves.
