@@ -26,32 +26,30 @@ impl OwnedRuntime {
     /// `threads` threads named `name`: one is a current-thread runtime on a thread of its
     /// own (no work stealing, one thread to wake); more is a multi-thread runtime.
     pub fn start(name: &str, threads: usize) -> std::io::Result<Self> {
-        let rt = if threads <= 1 {
-            tokio::runtime::Builder::new_current_thread()
+        // The thread below runs a current-thread runtime's tasks itself, so it takes the
+        // name; a multi-thread runtime's workers take it, and this thread only owns them.
+        let (rt, owner) = if threads <= 1 {
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?
+                .build()?;
+            (rt, name.to_owned())
         } else {
-            tokio::runtime::Builder::new_multi_thread()
+            let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
                 .thread_name(name)
                 .enable_all()
-                .build()?
+                .build()?;
+            (rt, format!("{name}-owner"))
         };
         let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name(if threads <= 1 {
-                name.to_owned()
-            } else {
-                format!("{name}-owner")
-            })
-            .spawn(move || {
-                // Drives the runtime's tasks (a current-thread runtime runs them inside
-                // `block_on`) until the owner goes; then the runtime drops on a plain
-                // thread (dropping it inside an async context would panic).
-                let _ = rt.block_on(stopped);
-                rt.shutdown_timeout(Duration::from_secs(1));
-            })?;
+        std::thread::Builder::new().name(owner).spawn(move || {
+            // Drives the runtime's tasks (a current-thread runtime runs them inside
+            // `block_on`) until the owner goes; then the runtime drops on a plain
+            // thread (dropping it inside an async context would panic).
+            let _ = rt.block_on(stopped);
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
         Ok(Self {
             handle,
             stop: Some(stop),
