@@ -223,8 +223,9 @@ pub struct IdempotentRequest {
 /// What placing an order did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placed {
-    /// A new order: its response is stored under the key in the order's transaction.
-    Created(Order),
+    /// A new order and its response body ([`Order::to_json`], serialized once): the
+    /// answer, and what is stored under the key in the order's transaction.
+    Created { order: Order, body: Vec<u8> },
     /// The key's first request completed earlier: answer with its status and body.
     Replay { status: u16, body: Vec<u8> },
 }

@@ -34,7 +34,7 @@ impl Services {
         // Stock taken: the product cache drops what the order touched. A refusal (4xx)
         // or a replay changed nothing; a failure may have committed, so all goes.
         match &placed {
-            Ok(Placed::Created(_)) => self.products.written(products),
+            Ok(Placed::Created { .. }) => self.products.written(products),
             Ok(Placed::Replay { .. }) => {}
             Err(e) if e.code.status().is_server_error() => self.products.clear(),
             Err(_) => {}

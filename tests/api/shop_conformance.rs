@@ -123,7 +123,7 @@ async fn idempotency_keys(store: Arc<dyn Store>) {
         matches!(e, StoreError::Conflict(Conflict::InsufficientStock(_))),
         "{e:?}"
     );
-    let Placed::Created(created) = store
+    let Placed::Created { order: created, .. } = store
         .create_order(order(buyer, p.id, 2), Some(req(1)))
         .await
         .unwrap()

@@ -135,15 +135,15 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let lines = body.parse()?;
-    let order = match state.svc.place_order(caller.id, key, lines).await? {
-        Placed::Created(order) => order,
+    let (order, body) = match state.svc.place_order(caller.id, key, lines).await? {
+        Placed::Created { order, body } => (order, body),
         Placed::Replay { status, body } => return Ok(replay(status, body)),
     };
     let mut res = HttpResponse::Created();
     order_headers(&mut res, &order.id.to_string());
     Ok(res
         .insert_header((header::ETAG, etag::for_version(order.version)))
-        .body(order.to_json()))
+        .body(body))
 }
 
 /// The first response to a key, again, marked as a replay.

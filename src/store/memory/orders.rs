@@ -72,15 +72,18 @@ impl OrderStore for MemoryStore {
             });
         }
         let order = Order::pending(new.user_id, items, currency, at);
+        let body = order.to_json();
         if let Some(req) = &idempotency {
-            let body = order.to_json();
-            state.orders.idempotency.insert(new.user_id, req, body, at);
+            state
+                .orders
+                .idempotency
+                .insert(new.user_id, req, body.clone(), at);
         }
         state.orders.by_time.insert((order.created_at, order.id));
         state.orders.by_id.insert(order.id, order.clone());
         state.emit(EventKind::OrderPlaced, order.id, at, &order);
         self.emitted();
-        Ok(Placed::Created(order))
+        Ok(Placed::Created { order, body })
     }
 
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {

@@ -180,7 +180,8 @@ async fn place(
         )),
         None => None,
     };
-    let key = idempotency.map(|req| (req.key.as_str(), &req.request_hash, order.to_json()));
+    let body = order.to_json();
+    let key = idempotency.map(|req| (req.key.as_str(), &req.request_hash, &body));
     let positions: Vec<i32> = (0..).take(order.items.len()).collect();
     let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
     let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
@@ -211,7 +212,7 @@ async fn place(
         }
     };
     futures_util::future::try_join3(write, event, tx.commit()).await?;
-    Ok(Placed::Created(order))
+    Ok(Placed::Created { order, body })
 }
 
 /// The order's one write statement: the stock taken, the order, its items and, with a
@@ -257,7 +258,7 @@ impl OrderStore for PgStore {
         match place(&tx, self.outbox.as_ref(), new, idempotency.as_ref()).await {
             Ok(placed) => {
                 tx.finish();
-                if let (Some(outbox), Placed::Created(_)) = (&self.outbox, &placed) {
+                if let (Some(outbox), Placed::Created { .. }) = (&self.outbox, &placed) {
                     outbox.committed();
                 }
                 Ok(placed)
