@@ -8,8 +8,11 @@ bounds, in a database of its own (created and dropped by the harness, never the 
 - order-sql (`load/pgbench/order.sql`) beside s3: the statements of one Bulkhead order,
   on Bulkhead's schema (its migrations) with 1000 users and 200 products: what the
   database alone does with the order's own work, the ceiling of s3 on this machine.
+- list-sql (`load/pgbench/list.sql`) beside s2 with the product cache off: the product
+  list's own query (first page, 21 rows of 200) on the same schema and seed: the ceiling
+  of an uncached list read, which select-only (one row by key) is not.
 
-Both run with the scenario's client count and duration; the ratio scenario rps / pgbench
+Each runs with the scenario's client count and duration; the ratio scenario rps / pgbench
 tps is in the report (`pgbench_ratios`).
 
 pgbench connects as Bulkhead does: over TCP without TLS (`PGSSLMODE=disable`; Bulkhead's
@@ -32,6 +35,7 @@ PG = ["-h", "127.0.0.1", "-U", "postgres"]
 # Plain TCP, as Bulkhead connects (module docstring).
 PGBENCH_ENV = {**os.environ, "PGSSLMODE": "disable"}
 ORDER_SCRIPT = os.path.join(LOAD, "pgbench", "order.sql")
+LIST_SCRIPT = os.path.join(LOAD, "pgbench", "list.sql")
 # The ids order.sql names: users md5(n), products md5('p' || n).
 ORDER_SEED = """
 INSERT INTO users (id, email, name, password_hash, role, status, created_at, updated_at)
@@ -61,9 +65,9 @@ class Database:
     """The pgbench database at `scale`, created (and initialised) on entry, dropped on
     exit; also dropped by the run's cleanup should the runner die in between."""
 
-    def __init__(self, scale, order_sql=False):
+    def __init__(self, scale, bulkhead_schema=False):
         self.scale = scale
-        self.order_sql = order_sql
+        self.bulkhead_schema = bulkhead_schema
 
     def __enter__(self):
         psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -74,13 +78,13 @@ class Database:
                         timeout=1800)
         if out.returncode != 0:
             raise RuntimeError(f"pgbench -i failed: {out.stderr.strip()}")
-        if self.order_sql:
+        if self.bulkhead_schema:
             # Bulkhead's tables beside pgbench's (no name is shared), as its migrations
-            # make them, and the rows order.sql names.
+            # make them, and the rows order.sql and list.sql read.
             for path in sorted(glob.glob(os.path.join(ROOT, "sql", "*.sql"))):
                 psql_file(path)
             psql(ORDER_SEED, db=DB)
-            log(f"Bulkhead's schema, 1000 users and 200 products in {DB} (order-sql)")
+            log(f"Bulkhead's schema, 1000 users and 200 products in {DB}")
         return self
 
     def __exit__(self, *exc):
@@ -90,13 +94,16 @@ class Database:
 
     def run(self, st, mode, clients, beside):
         """One pgbench run of `st.duration` seconds with `clients` clients; `mode` is
-        "select-only" (-S), "tpcb-like" or "order-sql" (order.sql; needs `order_sql`)."""
+        "select-only" (-S), "tpcb-like", "order-sql" (order.sql) or "list-sql" (list.sql);
+        the last two need `bulkhead_schema`."""
         args = ["pgbench", *PG, "-n", "-c", str(clients), "-j", str(st.threads),
                 "-T", str(st.duration), "-M", "prepared"]
         if mode == "select-only":
             args.append("-S")
         elif mode == "order-sql":
             args += ["-f", ORDER_SCRIPT]
+        elif mode == "list-sql":
+            args += ["-f", LIST_SCRIPT]
         args.append(DB)
         log(f"pgbench {mode} -s {self.scale}, {clients} clients ({st.duration} s)")
         out = run_child(args, timeout=st.duration + 120, env=PGBENCH_ENV)

@@ -1,7 +1,7 @@
 -- One order as Bulkhead places it (`place` in src/store/postgres/orders.rs), statement
 -- for statement, for pgbench: the database work of POST /api/v1/orders with a fresh
 -- Idempotency-Key and one item, with no HTTP server in front. Run by the load harness
--- beside s3_orders on a database of Bulkhead's schema (`Database(order_sql=True)` in
+-- beside s3_orders on a database of Bulkhead's schema (`Database(bulkhead_schema=True)` in
 -- load/bulkhead_load/pgbench.py):
 -- users and products have md5-derived ids, so a random number names one. The order's id
 -- is time-ordered, as `Uuid::now_v7` makes it (the transaction's start in microseconds,

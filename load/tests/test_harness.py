@@ -4,6 +4,7 @@ tool check. `python3 load/tests/test_harness.py` (CI runs it)."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -209,6 +210,20 @@ class ToolsTest(unittest.TestCase):
         statements = [x.strip() for x in script.split(";") if x.strip()]
         self.assertTrue(statements[0].endswith("BEGIN"), statements[0])
         self.assertEqual(statements[-1], "COMMIT")
+
+    def test_the_list_script_reads_what_list_products_reads(self):
+        with open(pgbench.LIST_SCRIPT) as f:
+            script = f.read()
+        with open(os.path.join(config.ROOT, "src", "store", "postgres", "products.rs")) as f:
+            store = f.read()
+        # The same columns, the default sort and page (20 and the one that says "more").
+        columns = re.search(r'PRODUCT_COLUMNS: &str =\s*"([^"]+)"', store).group(1)
+        select = " ".join(script.split("SELECT", 1)[1].split("FROM")[0].split())
+        self.assertEqual(select, columns)
+        self.assertIn("ORDER BY {column} {dir}, id {dir}", store)
+        self.assertIn("ORDER BY created_at DESC, id DESC", script)
+        self.assertIn(r"\set lim 21", script)
+        self.assertIn("WHERE deleted_at IS NULL", script)
 
 
 class PureFunctionsTest(unittest.TestCase):

@@ -19,7 +19,7 @@ def median(results, key):
 def ratio(run, scenario_result, bench, note=""):
     run.report.pgbench_ratios.append(PgbenchRatio(
         scenario=scenario_result.name,
-        pgbench=bench.mode if bench.mode == "order-sql" else f"{bench.mode} -s {bench.scale}",
+        pgbench=bench.mode if bench.mode.endswith("-sql") else f"{bench.mode} -s {bench.scale}",
         scenario_rps=round(scenario_result.rps, 1), pgbench_tps=round(bench.tps, 1),
         ratio=round(scenario_result.rps / bench.tps, 3) if bench.tps else 0.0,
         note=note))
@@ -44,19 +44,21 @@ def pgbench_alone(run, db, mode, beside):
 @scenario("s2_products")
 def products(run):
     """The first product page, anonymous, from the product cache (the default) and with
-    it off (a server restarted on the same database), beside pgbench select-only, each
-    once per round; the medians are the headline. Statuses counted exactly: a database
+    it off (a server restarted on the same database), beside pgbench select-only and the
+    list's own query (list-sql), each once per round; the medians are the headline. Statuses counted exactly: a database
     read behind a bulkhead may shed (503) under 64 closed-loop connections, which the
     contract allows and a 5xx class cannot tell from a failure."""
     st = run.st
     args = ["mode=get", f"path={PRODUCTS_PATH}"]
     title = f"GET {PRODUCTS_PATH} (first page, anonymous)"
-    on_runs, off_runs, benches = [], [], []
-    with (pgbench.Database(1) if pgbench.available() else _NoPgbench()) as db:
+    on_runs, off_runs, benches, own = [], [], [], []
+    with (pgbench.Database(1, bulkhead_schema=True) if pgbench.available()
+          else _NoPgbench()) as db:
         for r in range(1, st.rounds + 1):
             tag = f" (round {r} of {st.rounds})" if st.rounds > 1 else ""
             if db:
                 benches.append(pgbench_alone(run, db, "select-only", "s2_products"))
+                own.append(pgbench_alone(run, db, "list-sql", "s2_products_cache_off"))
             on = server(run, f"product-cache-on-r{r}")
             on_runs.append(measure(st, on, f"s2_products_r{r}", title + tag, args,
                                    count_status=True))
@@ -75,9 +77,12 @@ def products(run):
         run.add(extra, extra=True)
     if benches:
         bench = median(benches, lambda x: x.tps)
-        run.report.pgbench += benches
+        run.report.pgbench += benches + own
         ratio(run, head, bench, f"product cache on, median of {len(on_runs)}")
         ratio(run, off_head, bench, f"product cache off, median of {len(off_runs)}")
+        ratio(run, off_head, median(own, lambda x: x.tps),
+              f"product cache off, median of {len(off_runs)}; the list's own query "
+              "(load/pgbench/list.sql)")
 
 
 class _NoPgbench:
@@ -98,7 +103,7 @@ def orders(run):
     args = ["mode=orders", f"tokens={run.tokens_file}", f"products={run.products_file}"]
     title = "POST /api/v1/orders, fresh Idempotency-Key each"
     runs, benches, own = [], [], []
-    with (pgbench.Database(TPCB_SCALE, order_sql=True) if pgbench.available()
+    with (pgbench.Database(TPCB_SCALE, bulkhead_schema=True) if pgbench.available()
           else _NoPgbench()) as db:
         for r in range(1, st.rounds + 1):
             tag = f" (round {r} of {st.rounds})" if st.rounds > 1 else ""
