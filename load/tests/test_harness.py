@@ -220,7 +220,7 @@ class ToolsTest(unittest.TestCase):
         columns = re.search(r'PRODUCT_COLUMNS: &str =\s*"([^"]+)"', store).group(1)
         select = " ".join(script.split("SELECT", 1)[1].split("FROM")[0].split())
         self.assertEqual(select, columns)
-        self.assertIn("ORDER BY {column} {dir}, id {dir}", store)
+        self.assertIn("ORDER BY {column} {dir}, id {dir} LIMIT", store)
         self.assertIn("ORDER BY created_at DESC, id DESC", script)
         self.assertIn(r"\set lim 21", script)
         self.assertIn("WHERE deleted_at IS NULL", script)

@@ -165,59 +165,90 @@ impl ProductStore for PgStore {
 
     async fn list_products(&self, query: ProductQuery) -> Result<Vec<Product>, StoreError> {
         let conn = self.read_conn().await?;
-        // Only fixed fragments are spliced into the SQL (column and direction chosen by
-        // the enum); every value is a parameter. Names sort by code point (`COLLATE "C"`,
-        // the same order as the memory store), served by the `products_name_c_live` index.
-        let column = match query.sort.key {
-            ProductSortKey::CreatedAt => "created_at",
-            ProductSortKey::PriceCents => "price_cents",
-            ProductSortKey::Name => "name COLLATE \"C\"",
-        };
-        let (dir, cmp) = if query.sort.descending {
-            ("DESC", "<")
-        } else {
-            ("ASC", ">")
-        };
+        let sql = list_sql(&query);
         let q = query.q.as_deref().map(like_pattern);
         let limit = i64::from(query.limit);
         let (time, int, text);
-        let mut params: Vec<&(dyn ToSql + Sync)> =
-            vec![&query.min_price_cents, &query.max_price_cents, &q, &limit];
-        let keyset = match &query.after {
-            None => String::new(),
-            Some((value, id)) => {
-                match value {
-                    SortValue::Time(v) => {
-                        time = *v;
-                        params.push(&time as &(dyn ToSql + Sync));
-                    }
-                    SortValue::Int(v) => {
-                        int = *v;
-                        params.push(&int);
-                    }
-                    SortValue::Text(v) => {
-                        text = v.clone();
-                        params.push(&text);
-                    }
+        // The parameters in the order `list_sql` numbers them: each filter present, the
+        // keyset's value and id, then the limit.
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(6);
+        if let Some(min) = &query.min_price_cents {
+            params.push(min);
+        }
+        if let Some(max) = &query.max_price_cents {
+            params.push(max);
+        }
+        if let Some(q) = &q {
+            params.push(q);
+        }
+        if let Some((value, id)) = &query.after {
+            match value {
+                SortValue::Time(v) => {
+                    time = *v;
+                    params.push(&time);
                 }
-                params.push(id);
-                format!("AND ({column}, id) {cmp} ($5, $6)")
+                SortValue::Int(v) => {
+                    int = *v;
+                    params.push(&int);
+                }
+                SortValue::Text(v) => {
+                    text = v.clone();
+                    params.push(&text);
+                }
             }
-        };
-        let sql = format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products
-             WHERE deleted_at IS NULL
-               AND ($1::bigint IS NULL OR price_cents >= $1)
-               AND ($2::bigint IS NULL OR price_cents <= $2)
-               AND ($3::text IS NULL OR name ILIKE $3 ESCAPE '\\')
-               {keyset}
-             ORDER BY {column} {dir}, id {dir}
-             LIMIT $4"
-        );
+            params.push(id);
+        }
+        params.push(&limit);
         let stmt = conn.prepare_cached(&sql).await.map_err(pg_err)?;
         let rows = conn.query(&stmt, &params).await.map_err(pg_err)?;
         Ok(rows.iter().map(product_from_row).collect())
     }
+}
+
+/// The list's statement with only the filters `query` has. A catch-all form
+/// (`$1::bigint IS NULL OR price_cents >= $1`, one statement for every query) measured at
+/// half the list's speed in Postgres (pgbench, the first page, 2026-12-04): its generic
+/// plan keeps every filter and cannot drop them as a literal would. Here each shape is a
+/// statement of its own (at most 3 sort keys x 2 directions x 8 filter sets x 2 for the
+/// keyset, each prepared once per connection), and only fixed fragments are spliced in:
+/// the column and direction chosen by the enum, `$n` placeholders; every value is a
+/// parameter. Names sort by code point (`COLLATE "C"`, the same order as the memory
+/// store), served by the `products_name_c_live` index.
+fn list_sql(query: &ProductQuery) -> String {
+    use std::fmt::Write;
+
+    let column = match query.sort.key {
+        ProductSortKey::CreatedAt => "created_at",
+        ProductSortKey::PriceCents => "price_cents",
+        ProductSortKey::Name => "name COLLATE \"C\"",
+    };
+    let (dir, cmp) = if query.sort.descending {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    let mut sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    // `write!` to a String cannot fail.
+    if query.min_price_cents.is_some() {
+        let _ = write!(sql, " AND price_cents >= ${}", next());
+    }
+    if query.max_price_cents.is_some() {
+        let _ = write!(sql, " AND price_cents <= ${}", next());
+    }
+    if query.q.is_some() {
+        let _ = write!(sql, " AND name ILIKE ${} ESCAPE '\\'", next());
+    }
+    if query.after.is_some() {
+        let (value, id) = (next(), next());
+        let _ = write!(sql, " AND ({column}, id) {cmp} (${value}, ${id})");
+    }
+    let _ = write!(sql, " ORDER BY {column} {dir}, id {dir} LIMIT ${}", next());
+    sql
 }
 
 /// `%q%` for ILIKE with `\`, `%` and `_` escaped, so `q` matches literally.
@@ -236,6 +267,45 @@ fn like_pattern(q: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::list_sql;
+    use crate::domain::product::{ProductQuery, ProductSort, SortValue};
+
+    fn query() -> ProductQuery {
+        ProductQuery {
+            min_price_cents: None,
+            max_price_cents: None,
+            q: None,
+            sort: ProductSort::default(),
+            after: None,
+            limit: 21,
+        }
+    }
+
+    #[test]
+    fn the_list_statement_names_only_the_filters_asked_for() {
+        let first = list_sql(&query());
+        assert!(first.ends_with(
+            "FROM products WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $1"
+        ));
+        assert!(!first.contains(" OR "), "{first}");
+
+        let mut all = query();
+        all.min_price_cents = Some(1);
+        all.max_price_cents = Some(2);
+        all.q = Some("x".into());
+        all.sort = ProductSort::parse("name").unwrap();
+        all.after = Some((SortValue::Text("a".into()), uuid::Uuid::nil()));
+        assert!(list_sql(&all).ends_with(
+            "WHERE deleted_at IS NULL AND price_cents >= $1 AND price_cents <= $2 \
+             AND name ILIKE $3 ESCAPE '\\' AND (name COLLATE \"C\", id) > ($4, $5) \
+             ORDER BY name COLLATE \"C\" ASC, id ASC LIMIT $6"
+        ));
+
+        let mut max_only = query();
+        max_only.max_price_cents = Some(2);
+        assert!(list_sql(&max_only).contains("AND price_cents <= $1 ORDER BY"));
+    }
+
     #[test]
     fn like_patterns_escape_wildcards() {
         assert_eq!(super::like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
