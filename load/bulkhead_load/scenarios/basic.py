@@ -45,9 +45,10 @@ def pgbench_alone(run, db, mode, beside):
 def products(run):
     """The first product page, anonymous, from the product cache (the default) and with
     it off (a server restarted on the same database), beside pgbench select-only and the
-    list's own query (list-sql), each once per round; the medians are the headline. Statuses counted exactly: a database
-    read behind a bulkhead may shed (503) under 64 closed-loop connections, which the
-    contract allows and a 5xx class cannot tell from a failure."""
+    list's own query (list-sql), each once per round; the medians are the headline.
+    Statuses counted exactly: a database read behind a bulkhead may shed (503) under 64
+    closed-loop connections, which the contract allows and a 5xx class cannot tell from a
+    failure."""
     st = run.st
     args = ["mode=get", f"path={PRODUCTS_PATH}"]
     title = f"GET {PRODUCTS_PATH} (first page, anonymous)"

@@ -165,56 +165,30 @@ impl ProductStore for PgStore {
 
     async fn list_products(&self, query: ProductQuery) -> Result<Vec<Product>, StoreError> {
         let conn = self.read_conn().await?;
-        let sql = list_sql(&query);
-        let q = query.q.as_deref().map(like_pattern);
+        let pattern = query.q.as_deref().map(like_pattern);
         let limit = i64::from(query.limit);
-        let (time, int, text);
-        // The parameters in the order `list_sql` numbers them: each filter present, the
-        // keyset's value and id, then the limit.
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(6);
-        if let Some(min) = &query.min_price_cents {
-            params.push(min);
-        }
-        if let Some(max) = &query.max_price_cents {
-            params.push(max);
-        }
-        if let Some(q) = &q {
-            params.push(q);
-        }
-        if let Some((value, id)) = &query.after {
-            match value {
-                SortValue::Time(v) => {
-                    time = *v;
-                    params.push(&time);
-                }
-                SortValue::Int(v) => {
-                    int = *v;
-                    params.push(&int);
-                }
-                SortValue::Text(v) => {
-                    text = v.clone();
-                    params.push(&text);
-                }
-            }
-            params.push(id);
-        }
-        params.push(&limit);
+        let (sql, params) = list_statement(&query, pattern.as_ref(), &limit);
         let stmt = conn.prepare_cached(&sql).await.map_err(pg_err)?;
         let rows = conn.query(&stmt, &params).await.map_err(pg_err)?;
         Ok(rows.iter().map(product_from_row).collect())
     }
 }
 
-/// The list's statement with only the filters `query` has. A catch-all form
-/// (`$1::bigint IS NULL OR price_cents >= $1`, one statement for every query) measured at
-/// half the list's speed in Postgres (pgbench, the first page, 2026-12-04): its generic
-/// plan keeps every filter and cannot drop them as a literal would. Here each shape is a
-/// statement of its own (at most 3 sort keys x 2 directions x 8 filter sets x 2 for the
-/// keyset, each prepared once per connection), and only fixed fragments are spliced in:
-/// the column and direction chosen by the enum, `$n` placeholders; every value is a
-/// parameter. Names sort by code point (`COLLATE "C"`, the same order as the memory
-/// store), served by the `products_name_c_live` index.
-fn list_sql(query: &ProductQuery) -> String {
+/// The list's statement with only the filters `query` has, and its parameters in the
+/// order the statement numbers them (`pattern` is `query.q` as [`like_pattern`] makes
+/// it). A catch-all form (`$1::bigint IS NULL OR price_cents >= $1`, one statement for
+/// every query) measured at half the list's speed in Postgres (pgbench, the first page,
+/// 2026-12-04): its generic plan keeps every filter and cannot drop them as a literal
+/// would. Here each shape is a statement of its own (at most 3 sort keys x 2 directions x
+/// 8 filter sets x 2 for the keyset, each prepared once per connection), and only fixed
+/// fragments are spliced in: the column and direction chosen by the enum, `$n`
+/// placeholders; every value is a parameter. Names sort by code point (`COLLATE "C"`,
+/// the same order as the memory store), served by the `products_name_c_live` index.
+fn list_statement<'a>(
+    query: &'a ProductQuery,
+    pattern: Option<&'a String>,
+    limit: &'a i64,
+) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
     use std::fmt::Write;
 
     let column = match query.sort.key {
@@ -228,27 +202,37 @@ fn list_sql(query: &ProductQuery) -> String {
         ("ASC", ">")
     };
     let mut sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL");
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    // `write!` to a String cannot fail.
-    if query.min_price_cents.is_some() {
-        let _ = write!(sql, " AND price_cents >= ${}", next());
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(6);
+    // Each clause names the parameter just pushed; `write!` to a String cannot fail.
+    if let Some(min) = &query.min_price_cents {
+        params.push(min);
+        let _ = write!(sql, " AND price_cents >= ${}", params.len());
     }
-    if query.max_price_cents.is_some() {
-        let _ = write!(sql, " AND price_cents <= ${}", next());
+    if let Some(max) = &query.max_price_cents {
+        params.push(max);
+        let _ = write!(sql, " AND price_cents <= ${}", params.len());
     }
-    if query.q.is_some() {
-        let _ = write!(sql, " AND name ILIKE ${} ESCAPE '\\'", next());
+    if let Some(pattern) = pattern {
+        params.push(pattern);
+        let _ = write!(sql, " AND name ILIKE ${} ESCAPE '\\'", params.len());
     }
-    if query.after.is_some() {
-        let (value, id) = (next(), next());
-        let _ = write!(sql, " AND ({column}, id) {cmp} (${value}, ${id})");
+    if let Some((value, id)) = &query.after {
+        let value: &(dyn ToSql + Sync) = match value {
+            SortValue::Time(v) => v,
+            SortValue::Int(v) => v,
+            SortValue::Text(v) => v,
+        };
+        params.extend([value, id]);
+        let n = params.len();
+        let _ = write!(sql, " AND ({column}, id) {cmp} (${}, ${n})", n - 1);
     }
-    let _ = write!(sql, " ORDER BY {column} {dir}, id {dir} LIMIT ${}", next());
-    sql
+    params.push(limit);
+    let _ = write!(
+        sql,
+        " ORDER BY {column} {dir}, id {dir} LIMIT ${}",
+        params.len()
+    );
+    (sql, params)
 }
 
 /// `%q%` for ILIKE with `\`, `%` and `_` escaped, so `q` matches literally.
@@ -267,8 +251,13 @@ fn like_pattern(q: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::list_sql;
+    use super::list_statement;
     use crate::domain::product::{ProductQuery, ProductSort, SortValue};
+
+    fn list_sql(query: &ProductQuery) -> String {
+        let pattern = query.q.clone();
+        list_statement(query, pattern.as_ref(), &21).0
+    }
 
     fn query() -> ProductQuery {
         ProductQuery {
