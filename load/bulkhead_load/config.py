@@ -69,6 +69,7 @@ class Settings:
     b_env: dict = field(default_factory=dict)  # --b-env KEY=VALUE (scenario ab)
     b_binary: str = ""  # --b-binary PATH (scenario ab; default: the release build)
     ab_workload: str = "me"  # --ab-workload (scenario ab)
+    accept_encoding: str = ""  # --accept-encoding (every wrk request; empty: none)
     seed_concurrency: int = 16
     memory_fill_timeout: int = 240
     # Resolved when the run starts.
@@ -141,6 +142,10 @@ def parser():
     ap.add_argument("--ab-workload", choices=("me", "orders", "products"), default="me",
                     help="scenario ab: what A and B are loaded with (default me: "
                          "scenario 1)")
+    ap.add_argument("--accept-encoding", default="", metavar="VALUE",
+                    help="every wrk request sends Accept-Encoding: VALUE (e.g. gzip, as "
+                         "Go's and Python's HTTP clients do unasked; default: none, as "
+                         "wrk). oha, the open-loop generator, always sends one")
     ap.add_argument("--only", default="", metavar="NAME,...",
                     help="after the head-to-head, run only these registered scenarios "
                          "(names as in the report, e.g. s2_products,s3_orders; "
@@ -205,4 +210,5 @@ def settings(args):
         b_env=b_env,
         b_binary=os.path.abspath(args.b_binary) if args.b_binary else "",
         ab_workload=args.ab_workload,
+        accept_encoding=args.accept_encoding,
     )

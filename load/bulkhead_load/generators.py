@@ -20,6 +20,8 @@ def wrk(st, port, duration, args, count_status=False, connections=None, label=""
     argv = [st.wrk, f"-t{threads}", f"-c{conns}", f"-d{duration}s",
             "--timeout", "5s", "-s", LUA, f"http://{HOST}:{port}", "--",
             f"threads={threads}", *args]
+    if st.accept_encoding:
+        argv.append(f"accept_encoding={st.accept_encoding}")
     if cpus:
         argv = taskset(cpus) + argv
     env = dict(os.environ)

@@ -10,6 +10,8 @@
 --   mix=70,20,10             mode mix: percent of GET /users/me, GET products, POST orders
 --   threads=2                wrk's -t, to spread the threads over the tokens
 --   offset=0                 where in the token list the walk starts
+--   accept_encoding=gzip     send Accept-Encoding: VALUE with every request (load/run
+--                            --accept-encoding)
 --
 -- Why requests are prebuilt: wrk calls request() for every request on its single thread
 -- per wrk thread, on the same 2 cores as the server. Formatting a request in Lua costs
@@ -45,6 +47,13 @@ local function parse_args(args)
   o.mode = o.mode or "get"
   o.path = o.path or "/api/v1/users/me"
   return o
+end
+
+-- The headers of one request: `extra` and, when asked for, Accept-Encoding.
+local function headers(extra)
+  local h = extra or {}
+  if opts.accept_encoding then h["Accept-Encoding"] = opts.accept_encoding end
+  return h
 end
 
 local function read_lines(file)
@@ -85,14 +94,14 @@ function init(args)
   local me_path = (opts.mode == "mix") and "/api/v1/users/me" or opts.path
   if (opts.mode == "me" or opts.mode == "mix") and #tokens > 0 then
     for i, t in ipairs(tokens) do
-      gets_me[i] = wrk.format("GET", me_path, { ["Authorization"] = "Bearer " .. t })
+      gets_me[i] = wrk.format("GET", me_path, headers({ ["Authorization"] = "Bearer " .. t }))
     end
   else
-    gets_me[1] = wrk.format("GET", me_path)
+    gets_me[1] = wrk.format("GET", me_path, headers())
   end
   n_me = #gets_me
   local other_path = (opts.mode == "mix") and "/api/v1/products" or opts.path
-  gets_other[1] = wrk.format("GET", other_path)
+  gets_other[1] = wrk.format("GET", other_path, headers())
   n_other = 1
 
   -- Threads walk the tokens from different offsets, so the 1,000 users are spread over
@@ -115,11 +124,11 @@ local function order()
   local token = tokens[math.random(1, #tokens)]
   local product = products[math.random(1, #products)]
   local body = '{"items":[{"product_id":"' .. product .. '","quantity":1}]}'
-  return wrk.format("POST", "/api/v1/orders", {
+  return wrk.format("POST", "/api/v1/orders", headers({
     ["Authorization"] = "Bearer " .. token,
     ["Content-Type"] = "application/json",
     ["Idempotency-Key"] = "load-" .. nonce .. "-" .. (thread_id or 1) .. "-" .. counter,
-  }, body)
+  }), body)
 end
 
 function request()

@@ -16,7 +16,8 @@ from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bulkhead_load import config, pgbench, scenarios, services, tools, upstreams  # noqa: E402
+from bulkhead_load import (config, generators, pgbench, scenarios, services,  # noqa: E402
+                           tools, upstreams)
 from bulkhead_load.scenarios import events, gateway_failing, reload  # noqa: E402
 from bulkhead_load.report import markdown  # noqa: E402
 from bulkhead_load.results import (Meta, PgbenchRatio, PgbenchResult,  # noqa: E402
@@ -169,6 +170,44 @@ class ToolsTest(unittest.TestCase):
         with self.assertRaises(SystemExit) as e:
             config.settings(config.parser().parse_args(["--b-binary", "/nonexistent/x"]))
         self.assertIn("is not an executable file", str(e.exception))
+
+    def test_wrk_sends_accept_encoding_only_when_asked(self):
+        # The real wrk and Lua script against a server that records each request's
+        # Accept-Encoding. .ci/run installs wrk.
+        import http.server
+        import threading
+        wrk_path = tools.find_tool("wrk")
+        self.assertIsNotNone(wrk_path, "wrk is missing (apt-get install wrk)")
+        seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                seen.append(self.headers.get("Accept-Encoding"))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                for asked in ([], ["--accept-encoding", "gzip"]):
+                    st = config.settings(config.parser().parse_args(asked))
+                    st.wrk, st.out = wrk_path, tmp
+                    seen.clear()
+                    w = generators.wrk(st, srv.server_address[1], 1,
+                                       ["mode=get", "path=/x"], connections=2, cpus=None)
+                    self.assertGreater(w["requests"], 0)
+                    self.assertTrue(seen)
+                    self.assertEqual(set(seen), {"gzip" if asked else None}, asked)
+        finally:
+            srv.shutdown()
 
     def test_pgbench_output_is_parsed_and_reported_beside_its_scenario(self):
         out = ("scaling factor: 64\nnumber of clients: 64\n"

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// Origins allowed by CORS (`["*"]` for any); empty disables CORS.
     pub cors_allowed_origins: Vec<String>,
+    /// Smallest response body compressed for a client that accepts gzip or deflate;
+    /// smaller ones are sent as they are (a body of unknown size is always compressed).
+    pub compress_min_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 256,
             backlog: 2048,
             cors_allowed_origins: Vec::new(),
+            compress_min_bytes: 1400,
         }
     }
 }

@@ -23,13 +23,14 @@ pub fn app(
     >,
 > {
     let cors_origins = state.config.server.cors_allowed_origins.clone();
+    let compress_min_bytes = state.config.server.compress_min_bytes;
     App::new()
         .app_data(state)
         .app_data(extract::query_config())
         .app_data(extract::path_config())
         .wrap(from_fn(ratelimit::middleware))
         .wrap(from_fn(authenticate::middleware))
-        .wrap(compress::CompressIfAsked)
+        .wrap(compress::CompressIfAsked::new(compress_min_bytes))
         .wrap(Condition::new(
             !cors_origins.is_empty(),
             cors(&cors_origins),

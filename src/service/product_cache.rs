@@ -29,7 +29,7 @@ use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bulkhead_actors::ShardedCache;
@@ -69,7 +69,30 @@ impl CachedProduct {
 #[derive(Debug)]
 pub struct CachedPage {
     pub body: Bytes,
+    /// `body` gzipped, made by the first request that wants it and kept with the page.
+    gzip: OnceLock<Option<Bytes>>,
     loaded: Instant,
+}
+
+impl CachedPage {
+    /// The body gzipped (level 1, as actix-web's `Compress` does it): once per page
+    /// however many clients that accept gzip it answers, where `Compress` gzips every
+    /// answer again (on its blocking thread pool, for bodies of 1 KiB and more).
+    /// `None` if it could not be made (writing to memory does not fail; if it did, the
+    /// page goes out as it is).
+    pub fn gzip(&self) -> Option<Bytes> {
+        self.gzip.get_or_init(|| gzip(&self.body)).clone()
+    }
+}
+
+fn gzip(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok().map(Bytes::from)
 }
 
 /// The two caches and their freshness bound (see the module docs).
@@ -257,7 +280,11 @@ pub(super) fn product_entry(product: &Product, loaded: Instant) -> Arc<CachedPro
 
 /// A page read as cached.
 pub(super) fn page_entry(body: Bytes, loaded: Instant) -> Arc<CachedPage> {
-    Arc::new(CachedPage { body, loaded })
+    Arc::new(CachedPage {
+        body,
+        gzip: OnceLock::new(),
+        loaded,
+    })
 }
 
 /// Applies other instances' changes (and our own, announced too) until the hub is gone.

@@ -7,6 +7,7 @@ mod alerts;
 mod attacks;
 mod auth_tokens;
 mod bootstrap;
+mod compression;
 mod errors;
 mod events;
 mod events_process;

@@ -1,23 +1,53 @@
-//! Compression only for requests that ask for it.
+//! Compression only for requests that ask for it, and only of bodies worth it.
 //!
 //! actix-web's `Compress` answers a request without `Accept-Encoding` with the identity
 //! encoding: same headers, same bytes. It still parses the response's content type and
 //! wraps the body on every such request, which is most of them (load generators, service
 //! clients). [`CompressIfAsked`] sends those requests straight to the inner service and
 //! the others through `Compress`, so what a client sees does not change.
+//!
+//! Of the requests that do ask (Go's and Python's HTTP clients, browsers, oha send
+//! `Accept-Encoding: gzip` unasked), `Compress` would gzip every body, a 150-byte 503 or
+//! `/users/me` included: each one pays a new deflate state (hundreds of kilobytes
+//! allocated and zeroed) to send a body no smaller, often larger (gzip's header and
+//! trailer are 18 bytes). A body of a known size under `server.compress_min_bytes`
+//! (default 1400: what fits one TCP segment on an Ethernet path, the threshold of Go's
+//! gziphandler) is sent as it is: `Compress` is told so by a `Content-Encoding: identity`
+//! on the way in (it leaves a response that names its encoding alone), and that header
+//! is taken off again on the way out. Negotiation stays `Compress`'s own (a request that
+//! refuses every encoding it offers still gets its 406), and a compressed answer carries
+//! `Vary: Accept-Encoding` as before; an uncompressed one does not, as for any response
+//! `Compress` leaves alone.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use actix_http::encoding::Encoder;
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::ACCEPT_ENCODING;
+use actix_web::http::header::{
+    AcceptEncoding, Encoding, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING,
+};
 use actix_web::middleware::Compress;
-use actix_web::Error;
+use actix_web::{Error, HttpMessage};
 use futures_util::future::{Either, LocalBoxFuture, MapOk, TryFutureExt};
 
-/// `Compress`, for the requests that send `Accept-Encoding`.
-pub struct CompressIfAsked;
+/// `Compress`, for the requests that send `Accept-Encoding` and the bodies of at least
+/// `min_bytes` (or of a size not known in advance: a stream).
+pub struct CompressIfAsked {
+    min_bytes: u64,
+}
+
+impl CompressIfAsked {
+    /// `server.compress_min_bytes`.
+    pub fn new(min_bytes: usize) -> Self {
+        Self {
+            min_bytes: u64::try_from(min_bytes).unwrap_or(u64::MAX),
+        }
+    }
+}
 
 impl<S, B> Transform<S, ServiceRequest> for CompressIfAsked
 where
@@ -33,7 +63,10 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         // Once per worker: both paths share the one inner service.
         let service = Rc::new(service);
-        let compress = Compress::default().new_transform(Shared(Rc::clone(&service)));
+        let compress = Compress::default().new_transform(SkipSmall {
+            service: Rc::clone(&service),
+            min_bytes: self.min_bytes,
+        });
         Box::pin(async move {
             Ok(CompressIfAskedService {
                 compress: compress.await?,
@@ -51,12 +84,12 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    compress: <Compress as Transform<Shared<S>, ServiceRequest>>::Transform,
+    compress: <Compress as Transform<SkipSmall<S>, ServiceRequest>>::Transform,
     service: Rc<S>,
 }
 
 type CompressFuture<S> =
-    <<Compress as Transform<Shared<S>, ServiceRequest>>::Transform as Service<ServiceRequest>>::Future;
+    <<Compress as Transform<SkipSmall<S>, ServiceRequest>>::Transform as Service<ServiceRequest>>::Future;
 
 type ToLeft<B> =
     fn(ServiceResponse<Compressed<B>>) -> ServiceResponse<EitherBody<Compressed<B>, B>>;
@@ -75,7 +108,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         if req.headers().contains_key(ACCEPT_ENCODING) {
-            let to_left: ToLeft<B> = ServiceResponse::map_into_left_body;
+            let to_left: ToLeft<B> = unmark;
             Either::Left(self.compress.call(req).map_ok(to_left))
         } else {
             let to_right: ToRight<B> = ServiceResponse::map_into_right_body;
@@ -84,23 +117,94 @@ where
     }
 }
 
-/// The inner service, shared by the compressing and the direct path.
-pub struct Shared<S>(Rc<S>);
+/// The encodings `Compress` chooses from in this build (actix-web's `compress-gzip`
+/// feature only), in its order.
+static SUPPORTED: [Encoding; 3] = [Encoding::identity(), Encoding::gzip(), Encoding::deflate()];
 
-impl<S, B> Service<ServiceRequest> for Shared<S>
+/// Whether `Compress` would gzip a large body for `req`: its negotiation, over the same
+/// encodings. A handler that holds a body gzipped beforehand (a cached product page)
+/// answers with it when this says so, and `Compress` passes it on untouched.
+pub fn negotiates_gzip(req: &impl HttpMessage) -> bool {
+    req.headers().contains_key(ACCEPT_ENCODING)
+        && req
+            .get_header::<AcceptEncoding>()
+            .and_then(|accept| accept.negotiate(SUPPORTED.iter()))
+            == Some(Encoding::gzip())
+}
+
+/// What tells `Compress` to leave a body alone ([`SkipSmall`]); never sent.
+const IDENTITY: &str = "identity";
+
+/// Takes [`SkipSmall`]'s mark off an answer that went through `Compress`. (`identity` in
+/// `Content-Encoding` says nothing a client needs: it is the absence of an encoding.)
+fn unmark<B>(
+    mut res: ServiceResponse<Compressed<B>>,
+) -> ServiceResponse<EitherBody<Compressed<B>, B>> {
+    let headers = res.headers_mut();
+    if headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() == IDENTITY.as_bytes())
+    {
+        headers.remove(CONTENT_ENCODING);
+    }
+    res.map_into_left_body()
+}
+
+/// The inner service as `Compress` calls it: a response whose body is known to be
+/// smaller than `min_bytes` is marked `Content-Encoding: identity`, which `Compress`
+/// leaves as it is.
+pub struct SkipSmall<S> {
+    service: Rc<S>,
+    min_bytes: u64,
+}
+
+impl<S, B> Service<ServiceRequest> for SkipSmall<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = S::Future;
+    type Future = MarkSmall<S::Future>;
 
-    fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
-        self.0.poll_ready(cx)
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.service.poll_ready(cx)
     }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        self.0.call(req)
+        MarkSmall {
+            fut: self.service.call(req),
+            min_bytes: self.min_bytes,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`SkipSmall`]'s future: the inner one, then the mark.
+    pub struct MarkSmall<F> {
+        #[pin]
+        fut: F,
+        min_bytes: u64,
+    }
+}
+
+impl<F, B> Future for MarkSmall<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = std::task::ready!(this.fut.poll(cx))?;
+        if let BodySize::Sized(n) = res.response().body().size() {
+            if n < *this.min_bytes && !res.headers().contains_key(CONTENT_ENCODING) {
+                res.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static(IDENTITY));
+            }
+        }
+        Poll::Ready(Ok(res))
     }
 }
 
@@ -111,6 +215,7 @@ mod tests {
 
     use super::*;
 
+    /// 1,700 bytes of JSON.
     fn body() -> String {
         "{\"hello\":\"world\"}".repeat(100)
     }
@@ -124,9 +229,20 @@ mod tests {
         v
     }
 
-    /// The same answer, headers and bytes, as `Compress` for each `Accept-Encoding`.
+    fn get(accept: Option<&str>) -> actix_http::Request {
+        let r = test::TestRequest::get().uri("/");
+        match accept {
+            Some(a) => r.insert_header((ACCEPT_ENCODING, a)).to_request(),
+            None => r.to_request(),
+        }
+    }
+
+    const ACCEPTS: [Option<&str>; 5] = [None, Some("gzip"), Some("deflate"), Some("br"), Some("")];
+
+    /// The same answer, headers and bytes, as `Compress` for each `Accept-Encoding`, when
+    /// the body is at least `min_bytes`.
     #[actix_web::test]
-    async fn answers_exactly_what_compress_answers() {
+    async fn answers_exactly_what_compress_answers_from_the_threshold_on() {
         let handler = || async {
             HttpResponse::Ok()
                 .content_type("application/json")
@@ -138,35 +254,144 @@ mod tests {
                 .route("/", web::get().to(handler)),
         )
         .await;
-        let ours = test::init_service(
-            App::new()
-                .wrap(CompressIfAsked)
-                .route("/", web::get().to(handler)),
-        )
-        .await;
-        for accept in [None, Some("gzip"), Some("deflate"), Some("br"), Some("")] {
-            let req = || {
-                let r = test::TestRequest::get().uri("/");
-                match accept {
-                    Some(a) => r.insert_header((ACCEPT_ENCODING, a)).to_request(),
-                    None => r.to_request(),
+        for min in [0, body().len()] {
+            let ours = test::init_service(
+                App::new()
+                    .wrap(CompressIfAsked::new(min))
+                    .route("/", web::get().to(handler)),
+            )
+            .await;
+            for accept in ACCEPTS {
+                let a = test::call_service(&plain, get(accept)).await;
+                let b = test::call_service(&ours, get(accept)).await;
+                assert_eq!(a.status(), b.status(), "{accept:?}");
+                assert_eq!(sorted(a.headers()), sorted(b.headers()), "{accept:?}");
+                let compressed = a.headers().contains_key(CONTENT_ENCODING);
+                assert_eq!(
+                    compressed,
+                    accept == Some("gzip") || accept == Some("deflate")
+                );
+                assert_eq!(a.headers().contains_key(VARY), compressed);
+                let (a, b) = (test::read_body(a).await, test::read_body(b).await);
+                assert_eq!(a, b, "{accept:?}");
+                if accept.is_none() {
+                    assert_eq!(a, body().as_bytes());
                 }
-            };
-            let a = test::call_service(&plain, req()).await;
-            let b = test::call_service(&ours, req()).await;
-            assert_eq!(a.status(), b.status(), "{accept:?}");
-            assert_eq!(sorted(a.headers()), sorted(b.headers()), "{accept:?}");
-            let compressed = a.headers().contains_key(CONTENT_ENCODING);
-            assert_eq!(
-                compressed,
-                accept == Some("gzip") || accept == Some("deflate")
-            );
-            assert_eq!(a.headers().contains_key(VARY), compressed);
-            let (a, b) = (test::read_body(a).await, test::read_body(b).await);
-            assert_eq!(a, b, "{accept:?}");
-            if accept.is_none() {
-                assert_eq!(a, body().as_bytes());
             }
         }
+    }
+
+    /// A body under the threshold goes out as it is whatever the client accepts: no
+    /// `Content-Encoding` (the mark is gone), no `Vary`, the same bytes.
+    #[actix_web::test]
+    async fn a_body_under_the_threshold_is_sent_as_it_is() {
+        let ours = test::init_service(
+            App::new()
+                .wrap(CompressIfAsked::new(body().len() + 1))
+                .route(
+                    "/",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(body())
+                    }),
+                ),
+        )
+        .await;
+        for accept in ACCEPTS {
+            let res = test::call_service(&ours, get(accept)).await;
+            assert_eq!(res.status(), 200, "{accept:?}");
+            assert!(!res.headers().contains_key(CONTENT_ENCODING), "{accept:?}");
+            assert!(!res.headers().contains_key(VARY), "{accept:?}");
+            assert_eq!(test::read_body(res).await, body().as_bytes(), "{accept:?}");
+        }
+    }
+
+    /// `negotiates_gzip` says gzip exactly when `Compress` gzips, and a body gzipped
+    /// beforehand (a cached page's, `CachedPage::gzip`'s way) is the bytes `Compress`
+    /// sends.
+    #[actix_web::test]
+    async fn negotiates_gzip_agrees_with_compress() {
+        let plain = test::init_service(App::new().wrap(Compress::default()).route(
+            "/",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body())
+            }),
+        ))
+        .await;
+        let accepts = [
+            "gzip",
+            "deflate",
+            "gzip, deflate",
+            "deflate, gzip",
+            "deflate;q=1, gzip;q=0.5",
+            "gzip;q=0",
+            "gzip;q=0, deflate",
+            "br",
+            "br, gzip;q=0.1",
+            "*",
+            "identity",
+            "identity;q=0, *;q=0",
+            "",
+            "not a header, ;;q=x",
+        ];
+        for accept in accepts {
+            let ours = negotiates_gzip(
+                &test::TestRequest::default()
+                    .insert_header((ACCEPT_ENCODING, accept))
+                    .to_http_request(),
+            );
+            let res = test::call_service(&plain, get(Some(accept))).await;
+            let gzipped = res
+                .headers()
+                .get(CONTENT_ENCODING)
+                .is_some_and(|v| v == "gzip");
+            assert_eq!(ours, gzipped, "{accept:?}");
+            if gzipped {
+                let sent = test::read_body(res).await;
+                let mut ahead =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut ahead, body().as_bytes()).unwrap();
+                assert_eq!(sent, ahead.finish().unwrap(), "{accept:?}");
+            }
+        }
+        assert!(!negotiates_gzip(
+            &test::TestRequest::default().to_http_request()
+        ));
+    }
+
+    /// What the handler says of its own body stays, and a request that refuses every
+    /// encoding still gets `Compress`'s 406.
+    #[actix_web::test]
+    async fn negotiation_and_a_handler_s_own_encoding_are_untouched() {
+        let ours = test::init_service(
+            App::new()
+                .wrap(CompressIfAsked::new(1400))
+                .route(
+                    "/pre",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .insert_header((CONTENT_ENCODING, "gzip"))
+                            .body(&b"\x1f\x8b already gzip"[..])
+                    }),
+                )
+                .route(
+                    "/",
+                    web::get().to(|| async { HttpResponse::Ok().body("small") }),
+                ),
+        )
+        .await;
+        let pre = test::TestRequest::get()
+            .uri("/pre")
+            .insert_header((ACCEPT_ENCODING, "gzip"))
+            .to_request();
+        let res = test::call_service(&ours, pre).await;
+        assert_eq!(res.headers().get(CONTENT_ENCODING).unwrap(), "gzip");
+        assert_eq!(test::read_body(res).await, &b"\x1f\x8b already gzip"[..]);
+
+        let res = test::call_service(&ours, get(Some("identity;q=0, *;q=0"))).await;
+        assert_eq!(res.status(), 406);
     }
 }
