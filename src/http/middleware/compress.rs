@@ -220,6 +220,13 @@ mod tests {
         "{\"hello\":\"world\"}".repeat(100)
     }
 
+    /// A handler answering [`body`].
+    async fn json() -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body())
+    }
+
     fn sorted(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
         let mut v: Vec<_> = headers
             .iter()
@@ -243,22 +250,17 @@ mod tests {
     /// the body is at least `min_bytes`.
     #[actix_web::test]
     async fn answers_exactly_what_compress_answers_from_the_threshold_on() {
-        let handler = || async {
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .body(body())
-        };
         let plain = test::init_service(
             App::new()
                 .wrap(Compress::default())
-                .route("/", web::get().to(handler)),
+                .route("/", web::get().to(json)),
         )
         .await;
         for min in [0, body().len()] {
             let ours = test::init_service(
                 App::new()
                     .wrap(CompressIfAsked::new(min))
-                    .route("/", web::get().to(handler)),
+                    .route("/", web::get().to(json)),
             )
             .await;
             for accept in ACCEPTS {
@@ -288,14 +290,7 @@ mod tests {
         let ours = test::init_service(
             App::new()
                 .wrap(CompressIfAsked::new(body().len() + 1))
-                .route(
-                    "/",
-                    web::get().to(|| async {
-                        HttpResponse::Ok()
-                            .content_type("application/json")
-                            .body(body())
-                    }),
-                ),
+                .route("/", web::get().to(json)),
         )
         .await;
         for accept in ACCEPTS {
@@ -312,14 +307,11 @@ mod tests {
     /// sends.
     #[actix_web::test]
     async fn negotiates_gzip_agrees_with_compress() {
-        let plain = test::init_service(App::new().wrap(Compress::default()).route(
-            "/",
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body(body())
-            }),
-        ))
+        let plain = test::init_service(
+            App::new()
+                .wrap(Compress::default())
+                .route("/", web::get().to(json)),
+        )
         .await;
         let accepts = [
             "gzip",
