@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod gzip;
 pub mod http;
 pub mod invalidation;
 pub mod metrics;

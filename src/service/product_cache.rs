@@ -81,18 +81,10 @@ impl CachedPage {
     /// `None` if it could not be made (writing to memory does not fail; if it did, the
     /// page goes out as it is).
     pub fn gzip(&self) -> Option<Bytes> {
-        self.gzip.get_or_init(|| gzip(&self.body)).clone()
+        self.gzip
+            .get_or_init(|| crate::gzip::gzip(&self.body))
+            .clone()
     }
-}
-
-fn gzip(body: &[u8]) -> Option<Bytes> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body).ok()?;
-    enc.finish().ok().map(Bytes::from)
 }
 
 /// The two caches and their freshness bound (see the module docs).

@@ -146,3 +146,30 @@ async fn gzip_follows_the_cached_page_on_postgres() {
 async fn gzip_is_made_per_request_without_the_cache() {
     gzip_follows_the_page(StoreKind::Postgres, false).await;
 }
+
+/// Any large body in memory (here the admin's user list, which no cache holds) is
+/// gzipped for a client that accepts it, and is the body a client without gzip gets.
+#[actix_web::test]
+async fn an_uncached_list_is_gzipped_on_the_way_out() {
+    let app = spawn_app_with(StoreKind::Memory, |_| {}).await;
+    let admin = app.admin().await;
+    for _ in 0..12 {
+        app.new_user().await;
+    }
+    let path = "/api/v1/users?limit=50";
+    let plain = app
+        .authed(Method::GET, path, &admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(!plain.headers().contains_key(CONTENT_ENCODING));
+    let plain = plain.bytes().await.unwrap();
+    assert!(plain.len() > 1400, "the list is {} bytes", plain.len());
+    let res = get_gzip(&app, path, Some(&admin.token)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()[CONTENT_ENCODING], "gzip");
+    // Gzipped whole, so sent with its length rather than in chunks.
+    assert!(res.headers().contains_key(reqwest::header::CONTENT_LENGTH));
+    assert_eq!(gunzip(&res.bytes().await.unwrap()), plain);
+}

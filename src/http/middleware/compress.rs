@@ -7,17 +7,19 @@
 //! the others through `Compress`, so what a client sees does not change.
 //!
 //! Of the requests that do ask (Go's and Python's HTTP clients, browsers, oha send
-//! `Accept-Encoding: gzip` unasked), `Compress` would gzip every body, a 150-byte 503 or
-//! `/users/me` included: each one pays a new deflate state (hundreds of kilobytes
-//! allocated and zeroed) to send a body no smaller, often larger (gzip's header and
-//! trailer are 18 bytes). A body of a known size under `server.compress_min_bytes`
+//! `Accept-Encoding: gzip` unasked), `Compress` would gzip every body, a 110-byte
+//! `/users/me` or a 400-byte order included: each one pays a new deflate state (hundreds
+//! of kilobytes allocated and zeroed) to send a body no smaller, often larger (gzip's
+//! header and trailer are 18 bytes). A body of a known size under `server.compress_min_bytes`
 //! (default 1400: what fits one TCP segment on an Ethernet path, the threshold of Go's
 //! gziphandler) is sent as it is: `Compress` is told so by a `Content-Encoding: identity`
 //! on the way in (it leaves a response that names its encoding alone), and that header
 //! is taken off again on the way out. Negotiation stays `Compress`'s own (a request that
 //! refuses every encoding it offers still gets its 406), and a compressed answer carries
 //! `Vary: Accept-Encoding` as before; an uncompressed one does not, as for any response
-//! `Compress` leaves alone.
+//! `Compress` leaves alone. Bodies `Compress` would gzip and that are in memory, up to
+//! 64 KiB, are gzipped on the worker into the same bytes ([`Precompress`]) instead of on
+//! `Compress`'s blocking pool.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,10 +30,13 @@ use actix_http::encoding::Encoder;
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{
-    AcceptEncoding, Encoding, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING,
+    AcceptEncoding, Encoding, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY,
 };
+use actix_web::http::StatusCode;
 use actix_web::middleware::Compress;
+use actix_web::mime;
 use actix_web::{Error, HttpMessage};
+use bytes::Bytes;
 use futures_util::future::{Either, LocalBoxFuture, MapOk, TryFutureExt};
 
 /// `Compress`, for the requests that send `Accept-Encoding` and the bodies of at least
@@ -63,7 +68,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         // Once per worker: both paths share the one inner service.
         let service = Rc::new(service);
-        let compress = Compress::default().new_transform(SkipSmall {
+        let compress = Compress::default().new_transform(Precompress {
             service: Rc::clone(&service),
             min_bytes: self.min_bytes,
         });
@@ -76,20 +81,22 @@ where
     }
 }
 
-/// The body `Compress` answers with.
-pub type Compressed<B> = EitherBody<Encoder<B>>;
+/// The body `Compress` answers with, around [`Precompress`]'s.
+pub type Compressed<B> = EitherBody<Encoder<EitherBody<B, Bytes>>>;
 
 pub struct CompressIfAskedService<S, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    compress: <Compress as Transform<SkipSmall<S>, ServiceRequest>>::Transform,
+    compress: <Compress as Transform<Precompress<S>, ServiceRequest>>::Transform,
     service: Rc<S>,
 }
 
 type CompressFuture<S> =
-    <<Compress as Transform<SkipSmall<S>, ServiceRequest>>::Transform as Service<ServiceRequest>>::Future;
+    <<Compress as Transform<Precompress<S>, ServiceRequest>>::Transform as Service<
+        ServiceRequest,
+    >>::Future;
 
 type ToLeft<B> =
     fn(ServiceResponse<Compressed<B>>) -> ServiceResponse<EitherBody<Compressed<B>, B>>;
@@ -132,10 +139,10 @@ pub fn negotiates_gzip(req: &impl HttpMessage) -> bool {
             == Some(Encoding::gzip())
 }
 
-/// What tells `Compress` to leave a body alone ([`SkipSmall`]); never sent.
+/// What tells `Compress` to leave a body alone ([`Precompress`]); never sent.
 const IDENTITY: &str = "identity";
 
-/// Takes [`SkipSmall`]'s mark off an answer that went through `Compress`. (`identity` in
+/// Takes [`Precompress`]'s mark off an answer that went through `Compress`. (`identity` in
 /// `Content-Encoding` says nothing a client needs: it is the absence of an encoding.)
 fn unmark<B>(
     mut res: ServiceResponse<Compressed<B>>,
@@ -150,61 +157,115 @@ fn unmark<B>(
     res.map_into_left_body()
 }
 
-/// The inner service as `Compress` calls it: a response whose body is known to be
-/// smaller than `min_bytes` is marked `Content-Encoding: identity`, which `Compress`
-/// leaves as it is.
-pub struct SkipSmall<S> {
+/// The largest body gzipped on the worker (about 0.1 ms at level 1 on this project's
+/// machines); a larger one is left to `Compress`, which gzips it on its blocking pool.
+const INLINE_MAX_BYTES: u64 = 64 * 1024;
+
+/// The inner service as `Compress` calls it. A response whose body has a known size and
+/// no encoding of its own is
+/// - under `min_bytes`: marked `Content-Encoding: identity`, which `Compress` leaves as
+///   it is (the mark is taken off by [`unmark`]);
+/// - up to [`INLINE_MAX_BYTES`], for a request that negotiates gzip: gzipped here, on
+///   the worker, into the bytes `Compress` would make (`crate::gzip`), with its
+///   `Content-Encoding` and `Vary`, which `Compress` passes on. `Compress` would gzip
+///   every body of 1 KiB or more on its blocking pool: a thread hop per answer that cost
+///   the uncached product list a fifth of its throughput for gzip clients (load/README).
+///
+/// Anything else (a stream, a larger body, deflate) is `Compress`'s.
+pub struct Precompress<S> {
     service: Rc<S>,
     min_bytes: u64,
 }
 
-impl<S, B> Service<ServiceRequest> for SkipSmall<S>
+impl<S, B> Service<ServiceRequest> for Precompress<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B, Bytes>>;
     type Error = Error;
-    type Future = MarkSmall<S::Future>;
+    type Future = Precompressing<S::Future>;
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.service.poll_ready(cx)
     }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        MarkSmall {
+        Precompressing {
             fut: self.service.call(req),
             min_bytes: self.min_bytes,
         }
     }
 }
 
+/// Whether `Compress` would encode this response's body at all: not for the statuses it
+/// leaves alone, nor for the content types its default predicate refuses (images but
+/// SVG, video).
+fn encodable<B>(res: &ServiceResponse<B>) -> bool {
+    if matches!(
+        res.status(),
+        StatusCode::SWITCHING_PROTOCOLS | StatusCode::NO_CONTENT | StatusCode::PARTIAL_CONTENT
+    ) {
+        return false;
+    }
+    match res.headers().get(CONTENT_TYPE).map(|v| v.to_str()) {
+        None => true,
+        Some(Ok(ct)) => match ct.parse::<mime::Mime>() {
+            Ok(m) if m.type_() == mime::IMAGE => m.subtype() == mime::SVG,
+            Ok(m) => m.type_() != mime::VIDEO,
+            Err(_) => true,
+        },
+        Some(Err(_)) => true,
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// [`SkipSmall`]'s future: the inner one, then the mark.
-    pub struct MarkSmall<F> {
+    /// [`Precompress`]'s future: the inner one, then the mark or the gzip.
+    pub struct Precompressing<F> {
         #[pin]
         fut: F,
         min_bytes: u64,
     }
 }
 
-impl<F, B> Future for MarkSmall<F>
+impl<F, B> Future for Precompressing<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>>,
     B: MessageBody,
 {
-    type Output = F::Output;
+    type Output = Result<ServiceResponse<EitherBody<B, Bytes>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = std::task::ready!(this.fut.poll(cx))?;
-        if let BodySize::Sized(n) = res.response().body().size() {
-            if n < *this.min_bytes && !res.headers().contains_key(CONTENT_ENCODING) {
-                res.headers_mut()
-                    .insert(CONTENT_ENCODING, HeaderValue::from_static(IDENTITY));
-            }
+        let size = match res.response().body().size() {
+            BodySize::Sized(n) if !res.headers().contains_key(CONTENT_ENCODING) => n,
+            _ => return Poll::Ready(Ok(res.map_into_left_body())),
+        };
+        if size < *this.min_bytes {
+            res.headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static(IDENTITY));
+            return Poll::Ready(Ok(res.map_into_left_body()));
         }
-        Poll::Ready(Ok(res))
+        if size > INLINE_MAX_BYTES || !encodable(&res) || !negotiates_gzip(res.request()) {
+            return Poll::Ready(Ok(res.map_into_left_body()));
+        }
+        let (req, res) = res.into_parts();
+        let (mut head, body) = res.into_parts();
+        let res = match body.try_into_bytes() {
+            Ok(bytes) => match crate::gzip::gzip(&bytes) {
+                Some(gz) => {
+                    let headers = head.headers_mut();
+                    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+                    head.set_body(gz).map_into_right_body()
+                }
+                None => head.set_body(bytes).map_into_right_body(),
+            },
+            // A body that is not in memory: `Compress`'s.
+            Err(body) => head.set_body(body).map_into_left_body(),
+        };
+        Poll::Ready(Ok(ServiceResponse::new(req, res)))
     }
 }
 
@@ -246,39 +307,74 @@ mod tests {
 
     const ACCEPTS: [Option<&str>; 5] = [None, Some("gzip"), Some("deflate"), Some("br"), Some("")];
 
-    /// The same answer, headers and bytes, as `Compress` for each `Accept-Encoding`, when
-    /// the body is at least `min_bytes`.
+    /// Responses of every kind `Compress` treats apart: JSON in memory (gzipped on the
+    /// worker), one past [`INLINE_MAX_BYTES`] and a stream (both left to `Compress`),
+    /// content types it does not compress, a 206, no content type.
+    async fn varied(kind: web::Path<String>) -> HttpResponse {
+        let typed = |ct: &'static str| HttpResponse::Ok().content_type(ct).body(body());
+        match kind.as_str() {
+            "big" => HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body().repeat(40)),
+            "stream" => HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(futures_util::stream::iter([Ok::<_, Error>(Bytes::from(
+                    body(),
+                ))])),
+            "png" => typed("image/png"),
+            "svg" => typed("image/svg+xml"),
+            "mp4" => typed("video/mp4"),
+            "partial" => HttpResponse::PartialContent().body(body()),
+            "untyped" => HttpResponse::Ok().body(body()),
+            _ => typed("application/json"),
+        }
+    }
+
+    const KINDS: [&str; 8] = [
+        "json", "big", "stream", "png", "svg", "mp4", "partial", "untyped",
+    ];
+
+    /// The same answer, headers and bytes, as `Compress` for each `Accept-Encoding` and
+    /// each kind of response, when the body is at least `min_bytes` (whether gzipped by
+    /// `Compress` or on the worker).
     #[actix_web::test]
     async fn answers_exactly_what_compress_answers_from_the_threshold_on() {
         let plain = test::init_service(
             App::new()
                 .wrap(Compress::default())
-                .route("/", web::get().to(json)),
+                .route("/{kind}", web::get().to(varied)),
         )
         .await;
         for min in [0, body().len()] {
             let ours = test::init_service(
                 App::new()
                     .wrap(CompressIfAsked::new(min))
-                    .route("/", web::get().to(json)),
+                    .route("/{kind}", web::get().to(varied)),
             )
             .await;
-            for accept in ACCEPTS {
-                let a = test::call_service(&plain, get(accept)).await;
-                let b = test::call_service(&ours, get(accept)).await;
-                assert_eq!(a.status(), b.status(), "{accept:?}");
-                assert_eq!(sorted(a.headers()), sorted(b.headers()), "{accept:?}");
+            for (kind, accept) in KINDS.iter().flat_map(|k| ACCEPTS.map(|a| (k, a))) {
+                let req = || {
+                    let r = test::TestRequest::get().uri(&format!("/{kind}"));
+                    match accept {
+                        Some(a) => r.insert_header((ACCEPT_ENCODING, a)).to_request(),
+                        None => r.to_request(),
+                    }
+                };
+                let a = test::call_service(&plain, req()).await;
+                let b = test::call_service(&ours, req()).await;
+                let case = format!("{kind} {accept:?} min {min}");
+                assert_eq!(a.status(), b.status(), "{case}");
+                assert_eq!(sorted(a.headers()), sorted(b.headers()), "{case}");
                 let compressed = a.headers().contains_key(CONTENT_ENCODING);
+                let encodable = !matches!(*kind, "png" | "mp4" | "partial");
                 assert_eq!(
                     compressed,
-                    accept == Some("gzip") || accept == Some("deflate")
+                    encodable && (accept == Some("gzip") || accept == Some("deflate")),
+                    "{case}"
                 );
-                assert_eq!(a.headers().contains_key(VARY), compressed);
+                assert_eq!(a.headers().contains_key(VARY), compressed, "{case}");
                 let (a, b) = (test::read_body(a).await, test::read_body(b).await);
-                assert_eq!(a, b, "{accept:?}");
-                if accept.is_none() {
-                    assert_eq!(a, body().as_bytes());
-                }
+                assert_eq!(a, b, "{case}");
             }
         }
     }
