@@ -30,7 +30,8 @@ use actix_http::encoding::Encoder;
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{
-    AcceptEncoding, Encoding, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    AcceptEncoding, Encoding, HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING,
+    CONTENT_TYPE, VARY,
 };
 use actix_web::http::StatusCode;
 use actix_web::middleware::Compress;
@@ -137,6 +138,13 @@ pub fn negotiates_gzip(req: &impl HttpMessage) -> bool {
             .get_header::<AcceptEncoding>()
             .and_then(|accept| accept.negotiate(SUPPORTED.iter()))
             == Some(Encoding::gzip())
+}
+
+/// Names a gzipped body as `Compress` does (`Content-Encoding: gzip`, `Vary:
+/// accept-encoding`); `Compress` then passes the response on untouched.
+pub fn mark_gzipped(headers: &mut HeaderMap) {
+    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    headers.append(VARY, HeaderValue::from_static("accept-encoding"));
 }
 
 /// What tells `Compress` to leave a body alone ([`Precompress`]); never sent.
@@ -255,9 +263,7 @@ where
         let res = match body.try_into_bytes() {
             Ok(bytes) => match crate::gzip::gzip(&bytes) {
                 Some(gz) => {
-                    let headers = head.headers_mut();
-                    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                    headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+                    mark_gzipped(head.headers_mut());
                     head.set_body(gz).map_into_right_body()
                 }
                 None => head.set_body(bytes).map_into_right_body(),

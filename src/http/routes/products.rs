@@ -21,7 +21,7 @@ use crate::domain::product::{
 use crate::domain::rule::Violation;
 use crate::domain::text::{check_storable, keyset_text, keyset_time};
 use crate::error::ApiError;
-use crate::http::middleware::compress::negotiates_gzip;
+use crate::http::middleware::compress::{mark_gzipped, negotiates_gzip};
 use crate::http::state::AppState;
 use crate::http::support::caller::Admin;
 use crate::http::support::etag;
@@ -406,26 +406,23 @@ async fn list(
         .svc
         .product_page(req.query_string(), query, render)
         .await?;
+    // A client that accepts gzip gets the page's own gzipped copy (made once per page),
+    // which `Compress` passes on: what it would have sent, without gzipping it again.
+    let gzipped =
+        if page.body.len() >= state.config.server.compress_min_bytes && negotiates_gzip(&req) {
+            page.gzip()
+        } else {
+            None
+        };
     let mut res = HttpResponse::Ok();
     res.insert_header((
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     ));
-    // A client that accepts gzip gets the page's own gzipped copy (made once per page),
-    // and `Compress` passes it on: what it would have sent, without gzipping it again.
-    if page.body.len() >= state.config.server.compress_min_bytes && negotiates_gzip(&req) {
-        if let Some(gzip) = page.gzip() {
-            return Ok(res
-                .insert_header((
-                    header::CONTENT_ENCODING,
-                    header::HeaderValue::from_static("gzip"),
-                ))
-                .append_header((
-                    header::VARY,
-                    header::HeaderValue::from_static("accept-encoding"),
-                ))
-                .body(gzip));
-        }
-    }
-    Ok(res.body(page.body.clone()))
+    let Some(gzip) = gzipped else {
+        return Ok(res.body(page.body.clone()));
+    };
+    let mut res = res.body(gzip);
+    mark_gzipped(res.headers_mut());
+    Ok(res)
 }
