@@ -8,7 +8,9 @@
 //! - `cache`: a user-cache hit vs a `DashMap` read of the same value.
 //! - `body`: serializing a user body (what a cache hit saves).
 //! - `request`: `GET /api/v1/users/me` through the whole in-process app (middleware, JWT,
-//!   rate limit, cache) vs a bare actix-web app answering the same bytes: the floor.
+//!   rate limit, cache) vs a bare actix-web app answering the same bytes: the floor; and
+//!   two requests whose routing passes `{id}` resources (an anonymous cached product
+//!   list, an unmatched path's 404).
 //!
 //! Report ratios, not absolute times: the machine is shared and small.
 
@@ -33,6 +35,7 @@ fn config() -> Config {
     c.auth.argon2_iterations = 1;
     c.log.access_log = false;
     c.rate_limits.user.quota = u32::MAX / 2;
+    c.rate_limits.ip.quota = u32::MAX / 2;
     c
 }
 
@@ -158,6 +161,29 @@ fn benches(c: &mut Criterion) {
             sys.block_on(async {
                 let res = test::call_service(&app, me()).await;
                 assert!(res.status().is_success());
+                res
+            })
+        })
+    });
+    // Routes after the first `{id}` resource: actix tries resources in registration
+    // order and matches a dynamic one with a regex capture, so these pay for routing
+    // what `/users/me` (registered before any) does not. An anonymous cached product
+    // list, and a path no route has (every resource tried, then the 404).
+    let anonymous = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
+    g.bench_function("bulkhead_products_list", |b| {
+        b.iter(|| {
+            sys.block_on(async {
+                let res = test::call_service(&app, anonymous("/api/v1/products")).await;
+                assert!(res.status().is_success());
+                res
+            })
+        })
+    });
+    g.bench_function("bulkhead_unmatched_404", |b| {
+        b.iter(|| {
+            sys.block_on(async {
+                let res = test::call_service(&app, anonymous("/api/v1/nowhere/at/all")).await;
+                assert_eq!(res.status(), 404);
                 res
             })
         })
