@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use bulkhead::domain::order::{IdempotencyKey, IdempotentRequest, NewOrder, OrderLines, Placed};
+use bulkhead::domain::order::{
+    IdempotencyKey, IdempotentRequest, NewOrder, Order, OrderLines, OrderQuery, OrderStatus, Placed,
+};
 use bulkhead::domain::precondition::IfMatch;
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductChanges, ProductName, Sku, Stock,
@@ -192,3 +194,65 @@ conformance!(
     no_oversell_under_concurrency,
     concurrent_orders_never_oversell
 );
+
+/// Orders of several items read back whole, items in the order placed, by id and in
+/// listings: a whole list, a page and the page after its cursor, a status filter, and
+/// another user's (empty). Postgres reads an order and its items in one statement.
+async fn orders_read_back_with_items(store: Arc<dyn Store>) {
+    let buyer = user(&store).await;
+    let other = user(&store).await;
+    let mut products = Vec::new();
+    for sku in ["R-3", "R-1", "R-2"] {
+        products.push(
+            store
+                .create_product(new_product(sku, 100))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut placed = Vec::new();
+    for q in 1..=3 {
+        let lines =
+            OrderLines::parse(&[(products[0], q), (products[1], 2), (products[2], 3)]).unwrap();
+        let new = NewOrder {
+            user_id: buyer,
+            lines,
+        };
+        let Placed::Created { order, .. } = store.create_order(new, None).await.unwrap() else {
+            panic!("a new order")
+        };
+        assert_eq!(order.items.len(), 3);
+        placed.push(order);
+    }
+    placed[1] = store.cancel_order(placed[1].id).await.unwrap();
+    for o in &placed {
+        assert_eq!(store.get_order(o.id).await.unwrap().as_ref(), Some(o));
+    }
+    assert_eq!(store.get_order(Uuid::new_v4()).await.unwrap(), None);
+
+    let page = |user_id, status, before, limit| OrderQuery {
+        user_id,
+        status,
+        before,
+        limit,
+    };
+    let newest_first: Vec<Order> = placed.iter().rev().cloned().collect();
+    let all = store.list_orders(page(Some(buyer), None, None, 10)).await;
+    assert_eq!(all.unwrap(), newest_first);
+    let first = store
+        .list_orders(page(Some(buyer), None, None, 2))
+        .await
+        .unwrap();
+    assert_eq!(first, newest_first[..2]);
+    let cursor = Some((first[1].created_at, first[1].id));
+    let rest = store.list_orders(page(Some(buyer), None, cursor, 2)).await;
+    assert_eq!(rest.unwrap(), newest_first[2..]);
+    let pending = store
+        .list_orders(page(Some(buyer), Some(OrderStatus::Pending), None, 10))
+        .await;
+    assert_eq!(pending.unwrap(), vec![placed[2].clone(), placed[0].clone()]);
+    let theirs = store.list_orders(page(Some(other), None, None, 10)).await;
+    assert!(theirs.unwrap().is_empty());
+}
+conformance!(orders_read_with_items, orders_read_back_with_items);

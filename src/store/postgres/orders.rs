@@ -43,6 +43,37 @@ fn order_from_row(row: &Row, items: Vec<OrderItem>) -> Result<Order, StoreError>
     })
 }
 
+/// An order's columns then one item's, for reads that join the items to their orders
+/// (one row per item, the order's columns repeated; an order without items, which
+/// `place` never writes, comes as one row of NULL items).
+const JOINED_COLUMNS: &str = "o.id, o.user_id, o.status, o.total_cents, o.currency, \
+     o.version, o.created_at, o.updated_at, \
+     i.product_id, i.sku, i.name, i.quantity, i.unit_price_cents";
+
+/// Orders from rows of [`JOINED_COLUMNS`], each order's rows adjacent and its items in
+/// position order: the orders in the rows' order.
+fn orders_from_joined(rows: &[Row]) -> Result<Vec<Order>, StoreError> {
+    let mut orders: Vec<Order> = Vec::new();
+    for r in rows {
+        let id: Uuid = r.get(0);
+        if orders.last().is_none_or(|o| o.id != id) {
+            orders.push(order_from_row(r, Vec::new())?);
+        }
+        let Some(product_id) = r.get::<_, Option<Uuid>>(8) else {
+            continue;
+        };
+        let order = orders.last_mut().expect("pushed above");
+        order.items.push(OrderItem {
+            product_id,
+            sku: r.get(9),
+            name: r.get(10),
+            quantity: r.get(11),
+            unit_price_cents: r.get(12),
+        });
+    }
+    Ok(orders)
+}
+
 /// The items of `orders`, in position order, attached to their order rows.
 async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>, StoreError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
@@ -273,11 +304,15 @@ impl OrderStore for PgStore {
     async fn get_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         let conn = self.read_conn().await?;
         let stmt = conn
-            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {JOINED_COLUMNS} FROM orders AS o
+                 LEFT JOIN order_items AS i ON i.order_id = o.id
+                 WHERE o.id = $1 ORDER BY i.position"
+            ))
             .await
             .map_err(pg_err)?;
         let rows = conn.query(&stmt, &[&id]).await.map_err(pg_err)?;
-        Ok(with_items(&conn, &rows).await?.pop())
+        Ok(orders_from_joined(&rows)?.pop())
     }
 
     async fn list_orders(&self, q: OrderQuery) -> Result<Vec<Order>, StoreError> {
@@ -307,15 +342,20 @@ impl OrderStore for PgStore {
         } else {
             format!("WHERE {}", conds.join(" AND "))
         };
+        // The page of orders (the index walk and the limit), then its items by the
+        // items' primary key: one statement, one round trip.
         let stmt = conn
             .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders {filter}
-                 ORDER BY created_at DESC, id DESC LIMIT $1"
+                "SELECT {JOINED_COLUMNS}
+                 FROM (SELECT {ORDER_COLUMNS} FROM orders {filter}
+                       ORDER BY created_at DESC, id DESC LIMIT $1) AS o
+                 LEFT JOIN order_items AS i ON i.order_id = o.id
+                 ORDER BY o.created_at DESC, o.id DESC, i.position"
             ))
             .await
             .map_err(pg_err)?;
         let rows = conn.query(&stmt, &params).await.map_err(pg_err)?;
-        with_items(&conn, &rows).await
+        orders_from_joined(&rows)
     }
 
     async fn cancel_order(&self, id: Uuid) -> Result<Order, StoreError> {
