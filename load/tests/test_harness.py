@@ -106,7 +106,7 @@ class RegistryTest(unittest.TestCase):
         self.assertEqual(list(scenarios.REGISTRY),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload", "s6_fleet",
                           "s7_events", "reload", "gateway", "fairness_gateway",
-                          "gateway_failing", "access_log", "ab"])
+                          "gateway_failing", "access_log", "ab", "paths"])
         ran = []
         fake = {n: (lambda run, n=n: ran.append(n)) for n in scenarios.REGISTRY}
         with mock.patch.dict(scenarios.REGISTRY, fake):
@@ -119,7 +119,7 @@ class RegistryTest(unittest.TestCase):
     def test_opt_in_scenarios_run_only_when_named(self):
         self.assertEqual(scenarios.OPT_IN, {"s6_fleet", "s7_events", "reload", "gateway",
                                              "fairness_gateway", "gateway_failing",
-                                             "access_log", "ab"})
+                                             "access_log", "ab", "paths"})
         self.assertEqual(scenarios.selected([]),
                          ["s2_products", "s3_orders", "s4_mix", "s5_overload"])
         self.assertEqual(scenarios.selected(["reload", "s6_fleet"]), ["s6_fleet", "reload"])
