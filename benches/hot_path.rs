@@ -6,7 +6,8 @@
 //! - `limiter`: one rate-limit decision through the `RateLimiter` handle (actor-owned
 //!   shards) vs `governor`'s keyed limiter, the inline design's choice.
 //! - `cache`: a user-cache hit vs a `DashMap` read of the same value.
-//! - `body`: serializing a user body (what a cache hit saves).
+//! - `body`: serializing a user body (what a cache hit saves), and one timestamp as
+//!   chrono serializes it against `domain::time::rfc3339` (what every body writes).
 //! - `request`: `GET /api/v1/users/me` through the whole in-process app (middleware, JWT,
 //!   rate limit, cache) vs a bare actix-web app answering the same bytes: the floor; and
 //!   two requests whose routing passes `{id}` resources (an anonymous cached product
@@ -139,6 +140,18 @@ fn benches(c: &mut Criterion) {
         .expect("exists");
     g.bench_function("serialize_user", |b| {
         b.iter(|| CachedUser::from_user(black_box(&user)))
+    });
+    // One timestamp as chrono serializes it, and as every API body does (the same bytes).
+    #[derive(serde::Serialize)]
+    struct Stamp(
+        #[serde(serialize_with = "bulkhead::domain::time::rfc3339")] chrono::DateTime<chrono::Utc>,
+    );
+    let t = user.created_at;
+    g.bench_function("timestamp_chrono", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&t)).expect("json"))
+    });
+    g.bench_function("timestamp_rfc3339", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&Stamp(t))).expect("json"))
     });
     let _ = now();
     g.finish();

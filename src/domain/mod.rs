@@ -6,5 +6,6 @@ pub mod precondition;
 pub mod product;
 pub mod rule;
 pub mod text;
+pub mod time;
 pub mod token;
 pub mod user;

@@ -160,7 +160,9 @@ pub struct Order {
     pub currency: String,
     #[serde(skip)]
     pub version: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -166,7 +166,9 @@ pub struct Product {
     /// Bumped on every write, stock changes by orders included; the ETag derives from it.
     #[serde(skip)]
     pub version: i64,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

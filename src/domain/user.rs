@@ -97,7 +97,9 @@ pub struct UserView<'a> {
     pub name: &'a str,
     pub role: Role,
     pub status: UserStatus,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -93,6 +93,7 @@ struct CloudEvent<'a, T: Serialize> {
     #[serde(rename = "type")]
     kind: &'static str,
     subject: Uuid,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     time: DateTime<Utc>,
     datacontenttype: &'static str,
     data: &'a T,
