@@ -8,7 +8,6 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -72,31 +71,6 @@ fn orders_from_joined(rows: &[Row]) -> Result<Vec<Order>, StoreError> {
         });
     }
     Ok(orders)
-}
-
-/// The items of `orders`, in position order, attached to their order rows.
-async fn with_items<C: GenericClient>(c: &C, rows: &[Row]) -> Result<Vec<Order>, StoreError> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-    let stmt = c
-        .prepare_cached(
-            "SELECT order_id, product_id, sku, name, quantity, unit_price_cents
-             FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, position",
-        )
-        .await
-        .map_err(pg_err)?;
-    let mut items: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
-    for r in c.query(&stmt, &[&ids]).await.map_err(pg_err)? {
-        items.entry(r.get(0)).or_default().push(OrderItem {
-            product_id: r.get(1),
-            sku: r.get(2),
-            name: r.get(3),
-            quantity: r.get(4),
-            unit_price_cents: r.get(5),
-        });
-    }
-    rows.iter()
-        .map(|r| order_from_row(r, items.remove(&r.get(0)).unwrap_or_default()))
-        .collect()
 }
 
 /// The product rows of an order, locked in id order.
@@ -362,10 +336,15 @@ impl OrderStore for PgStore {
         let mut conn = self.write_conn().await?;
         let tx = conn.transaction().await.map_err(pg_err)?;
         let at = now();
+        // The cancelled order with its items, as the reads join them.
         let cancel = tx
             .prepare_cached(&format!(
-                "UPDATE orders SET status = 'cancelled', version = version + 1, updated_at = $2
-                 WHERE id = $1 AND status = 'pending' RETURNING {ORDER_COLUMNS}"
+                "WITH o AS (
+                     UPDATE orders SET status = 'cancelled', version = version + 1,
+                                       updated_at = $2
+                     WHERE id = $1 AND status = 'pending' RETURNING {ORDER_COLUMNS})
+                 SELECT {JOINED_COLUMNS} FROM o
+                 LEFT JOIN order_items AS i ON i.order_id = o.id ORDER BY i.position"
             ))
             .await
             .map_err(pg_err)?;
@@ -383,8 +362,7 @@ impl OrderStore for PgStore {
                 }),
             });
         }
-        let order = with_items(&tx, &rows)
-            .await?
+        let order = orders_from_joined(&rows)?
             .pop()
             .ok_or_else(|| StoreError::Internal("cancelled order vanished".into()))?;
         let mut ids: Vec<Uuid> = order.items.iter().map(|i| i.product_id).collect();
