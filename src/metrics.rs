@@ -23,6 +23,10 @@ const INVALIDATION_LAG_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Buckets of `bulkhead_order_batch_size` (orders a transaction; up to
+/// `database.order_batch_max`, at most 1000).
+const ORDER_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 1000.0];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
 
@@ -39,6 +43,12 @@ pub fn install(cfg: &MetricsConfig) -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(
                         Matcher::Full("bulkhead_cache_invalidation_lag_seconds".into()),
                         INVALIDATION_LAG_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("bulkhead_order_batch_size".into()),
+                        ORDER_BATCH_BUCKETS,
                     )
                 });
             let builder = match builder {
@@ -184,6 +194,10 @@ fn describe() {
         "bulkhead_bulkhead_queue_wait_seconds",
         Unit::Seconds,
         "Time spent waiting for admission, by bulkhead"
+    );
+    describe_histogram!(
+        "bulkhead_order_batch_size",
+        "Orders placed in one transaction by the order writers (database.order_batch_max)"
     );
     describe_counter!("bulkhead_cache_hits_total", "Cache hits, by cache");
     describe_counter!("bulkhead_cache_misses_total", "Cache misses, by cache");

@@ -115,6 +115,12 @@ impl Config {
         if !(1..=64).contains(&d.client_threads) {
             return bad("database.client_threads", "must be between 1 and 64");
         }
+        if !(1..=64).contains(&d.order_writers) {
+            return bad("database.order_writers", "must be between 1 and 64");
+        }
+        if !(1..=1000).contains(&d.order_batch_max) {
+            return bad("database.order_batch_max", "must be between 1 and 1000");
+        }
         for (key, v) in [
             ("database.pool_wait_timeout_ms", d.pool_wait_timeout_ms),
             ("database.pool_create_timeout_ms", d.pool_create_timeout_ms),

@@ -115,6 +115,11 @@ pub struct DatabaseConfig {
     /// Threads of the runtime that opens and drives every pooled connection
     /// (`bulkhead-db`), never an actix worker.
     pub client_threads: usize,
+    /// Tasks placing orders (`bulkhead-db`), each a transaction at a time.
+    pub order_writers: usize,
+    /// Orders placed in one transaction at most, when they arrive together; 1 places
+    /// each in its own.
+    pub order_batch_max: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -129,6 +134,8 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: 5_000,
             migrate_on_start: true,
             client_threads: 1,
+            order_writers: 2,
+            order_batch_max: 32,
         }
     }
 }

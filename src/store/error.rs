@@ -48,7 +48,7 @@ pub enum Conflict {
     CredentialsChanged,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The dependency did not answer in time or at all: pool timeout, connection lost.
     #[error("store unavailable: {0}")]

@@ -15,6 +15,7 @@ mod fuzz;
 mod health;
 mod metrics;
 mod openapi;
+mod order_batches;
 mod order_idempotency;
 mod orders;
 mod product_cache;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bulkhead::config::DatabaseConfig;
 use bulkhead::domain::order::{
     IdempotencyKey, IdempotentRequest, NewOrder, Order, OrderLines, OrderQuery, OrderStatus, Placed,
 };
@@ -14,7 +15,7 @@ use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;
 
-use crate::helpers::store::pg_store;
+use crate::helpers::store::{pg_store, pg_store_with};
 
 macro_rules! conformance {
     ($name:ident, $case:path) => {
@@ -24,6 +25,17 @@ macro_rules! conformance {
             #[actix_web::test]
             async fn postgres() {
                 let (store, _db) = pg_store().await;
+                $case(store).await;
+            }
+
+            /// Every order in a transaction of its own (no order writers).
+            #[actix_web::test]
+            async fn postgres_orders_alone() {
+                let (store, _db) = pg_store_with(DatabaseConfig {
+                    order_batch_max: 1,
+                    ..DatabaseConfig::default()
+                })
+                .await;
                 $case(store).await;
             }
 

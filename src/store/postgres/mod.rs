@@ -12,6 +12,7 @@
 
 mod idempotency;
 mod migrate;
+mod order_writer;
 mod orders;
 mod outbox;
 mod pipelined;
@@ -19,7 +20,7 @@ mod products;
 mod refresh_tokens;
 mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,9 +64,15 @@ pub struct PgStore {
     /// `Some` when events are on: every change to a user or an order writes one.
     outbox: Option<Outbox>,
     events: Option<crate::config::EventsConfig>,
-    /// Opens and drives every pooled connection; dropped after the pools (field order),
-    /// so it stops once no connection is left on it.
-    _runtime: OwnedRuntime,
+    /// Orders placed together (`order_writer`), started with the first order when
+    /// `database.order_batch_max` is above 1: `(writers, batch_max)`.
+    order_batching: Option<(usize, usize)>,
+    order_writer: OnceLock<order_writer::OrderWriter>,
+    /// An order transaction's deadline (`order_writer`).
+    order_deadline: Duration,
+    /// Opens and drives every pooled connection and runs the order writers; dropped after
+    /// the pools (field order), so it stops once no connection is left on it.
+    runtime: OwnedRuntime,
 }
 
 impl PgStore {
@@ -106,7 +113,13 @@ impl PgStore {
             pg,
             outbox: None,
             events: None,
-            _runtime: runtime,
+            order_batching: (cfg.order_batch_max > 1)
+                .then_some((cfg.order_writers, cfg.order_batch_max)),
+            order_writer: OnceLock::new(),
+            order_deadline: Duration::from_millis(
+                cfg.pool_wait_timeout_ms + 2 * cfg.statement_timeout_ms,
+            ),
+            runtime,
         })
     }
 
@@ -119,6 +132,29 @@ impl PgStore {
             self.events = Some(events.clone());
         }
         self
+    }
+
+    /// What an order is placed with.
+    fn placing(&self) -> order_writer::Placing {
+        order_writer::Placing {
+            pool: self.write.clone(),
+            outbox: self.outbox.clone(),
+            deadline: self.order_deadline,
+        }
+    }
+
+    /// The order writers, started on the store's runtime with the first order (after
+    /// `with_events`, whose outbox they write); `None` when orders are placed alone.
+    fn order_writer(&self) -> Option<&order_writer::OrderWriter> {
+        let (writers, batch_max) = self.order_batching?;
+        Some(self.order_writer.get_or_init(|| {
+            order_writer::OrderWriter::start(
+                self.runtime.handle(),
+                self.placing(),
+                writers,
+                batch_max,
+            )
+        }))
     }
 
     pub(crate) async fn read_conn(&self) -> Result<Object, StoreError> {

@@ -40,9 +40,10 @@ impl PipelinedTx {
             .expect("the connection is held until drop")
     }
 
-    /// `BEGIN`, to be joined (first) with the transaction's first statements.
-    pub async fn begin(&self) -> Result<(), StoreError> {
-        self.client().batch_execute("BEGIN").await.map_err(pg_err)
+    /// `sql`, the transaction's start (`BEGIN`, and `SET LOCAL`s in the same simple
+    /// query), to be joined (first) with the transaction's first statements.
+    pub async fn begin(&self, sql: &str) -> Result<(), StoreError> {
+        self.client().batch_execute(sql).await.map_err(pg_err)
     }
 
     /// `COMMIT`, to be joined (last) with the transaction's last statements. When one of
@@ -158,7 +159,7 @@ mod tests {
         let insert = t.insert(tx.client()).await;
         let c = tx.client();
         let one = async { c.execute(&insert, &[&1i32]).await.map_err(pg_err) };
-        try_join(tx.begin(), one).await.unwrap();
+        try_join(tx.begin("BEGIN"), one).await.unwrap();
         assert!(in_transaction(c).await, "BEGIN went first");
         let two = async { c.execute(&insert, &[&2i32]).await.map_err(pg_err) };
         try_join(two, tx.commit()).await.unwrap();
@@ -180,7 +181,7 @@ mod tests {
         let tx = PipelinedTx::new(t.pool.get().await.unwrap());
         let insert = t.insert(tx.client()).await;
         let c = tx.client();
-        tx.begin().await.unwrap();
+        tx.begin("BEGIN").await.unwrap();
         let ok = async { c.execute(&insert, &[&1i32]).await.map_err(pg_err) };
         // A duplicate key: the batch fails, and the COMMIT sent behind it rolls back.
         let dup = async { c.execute(&insert, &[&1i32]).await.map_err(pg_err) };
@@ -202,7 +203,7 @@ mod tests {
         let tx = PipelinedTx::new(t.pool.get().await.unwrap());
         let c = tx.client();
         let insert = format!("INSERT INTO {} VALUES (1)", t.name);
-        try_join(tx.begin(), async {
+        try_join(tx.begin("BEGIN"), async {
             c.batch_execute(&insert).await.map_err(pg_err)
         })
         .await

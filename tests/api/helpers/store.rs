@@ -9,10 +9,15 @@ use bulkhead::store::Store;
 use super::TestDatabase;
 
 pub async fn pg_store() -> (Arc<dyn Store>, TestDatabase) {
+    pg_store_with(DatabaseConfig::default()).await
+}
+
+/// The same with `cfg`'s settings (its `url` is the test database's).
+pub async fn pg_store_with(cfg: DatabaseConfig) -> (Arc<dyn Store>, TestDatabase) {
     let db = TestDatabase::create().await;
     let cfg = DatabaseConfig {
         url: Some(DatabaseUrl::new(db.url.clone())),
-        ..DatabaseConfig::default()
+        ..cfg
     };
     let store = PgStore::connect(&cfg).unwrap();
     assert_eq!(
