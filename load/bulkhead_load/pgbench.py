@@ -7,7 +7,8 @@ bounds, in a database of its own (created and dropped by the harness, never the 
   64 clients serialize on the one `pgbench_branches` row and the baseline flatters us.
 - order-sql (`load/pgbench/order.sql`) beside s3: the statements of one Bulkhead order,
   on Bulkhead's schema (its migrations) with 1000 users and 200 products: what the
-  database alone does with the order's own work, the ceiling of s3 on this machine.
+  database alone does with one order a transaction, as a lone order is placed; the
+  service places orders that arrive together in one transaction, so s3 can pass it.
 - list-sql (`load/pgbench/list.sql`) beside s2 with the product cache off: the product
   list's own query (first page, 21 rows of 200) on the same schema and seed: the ceiling
   of an uncached list read, which select-only (one row by key) is not.

@@ -1,8 +1,8 @@
 //! The order writer: orders placed at the same time share one transaction.
 //!
 //! An order alone costs Postgres two round trips, five statements and a commit (its WAL
-//! flush), and most of that is the same whatever the number of orders: one statement
-//! over arrays writes eight orders for little more than it writes one (pgbench, 16
+//! flush), and most of that is the same whatever the number of orders: statements over
+//! arrays place several orders for far less than as many transactions (pgbench, 16
 //! clients, four orders a transaction against one: 2.2-2.3x the orders a second). So
 //! `create_order` queues its order, and `database.order_writers` tasks on the store's
 //! runtime each take every order waiting (up to `database.order_batch_max`) and place
