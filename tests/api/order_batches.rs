@@ -14,11 +14,10 @@ use bulkhead::domain::order::{IdempotencyKey, IdempotentRequest, NewOrder, Order
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductName, Sku, Stock,
 };
-use bulkhead::domain::user::{Email, NewUser, Role, UserName};
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;
 
-use crate::helpers::store::pg_store_with;
+use crate::helpers::store::{new_product, pg_store_with, user};
 use crate::helpers::TestDatabase;
 
 /// One writer, so that every order queues behind the one that waits.
@@ -38,28 +37,7 @@ async fn store() -> (Arc<dyn Store>, TestDatabase, tokio_postgres::Client) {
 
 async fn product(store: &Arc<dyn Store>, sku: &str, stock: i64) -> Uuid {
     store
-        .create_product(NewProduct {
-            sku: Sku::parse(sku).unwrap(),
-            name: ProductName::parse("Thing").unwrap(),
-            description: Description::default(),
-            price_cents: PriceCents::parse(250).unwrap(),
-            currency: Currency::parse("EUR").unwrap(),
-            stock: Stock::parse(stock).unwrap(),
-        })
-        .await
-        .unwrap()
-        .id
-}
-
-async fn user(store: &Arc<dyn Store>) -> Uuid {
-    let email = format!("{}@example.com", Uuid::new_v4().simple());
-    store
-        .create_user(NewUser {
-            email: Email::parse(&email).unwrap(),
-            name: UserName::parse("Buyer").unwrap(),
-            password_hash: "$argon2id$fake".into(),
-            role: Role::User,
-        })
+        .create_product(new_product(sku, stock))
         .await
         .unwrap()
         .id

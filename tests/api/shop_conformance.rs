@@ -7,15 +7,12 @@ use bulkhead::domain::order::{
     IdempotencyKey, IdempotentRequest, NewOrder, Order, OrderLines, OrderQuery, OrderStatus, Placed,
 };
 use bulkhead::domain::precondition::IfMatch;
-use bulkhead::domain::product::{
-    Currency, Description, NewProduct, PriceCents, ProductChanges, ProductName, Sku, Stock,
-};
-use bulkhead::domain::user::{Email, NewUser, Role, UserName};
+use bulkhead::domain::product::{ProductChanges, Stock};
 use bulkhead::store::memory::MemoryStore;
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;
 
-use crate::helpers::store::{pg_store, pg_store_with};
+use crate::helpers::store::{new_product, pg_store, pg_store_with, user};
 
 macro_rules! conformance {
     ($name:ident, $case:path) => {
@@ -45,28 +42,6 @@ macro_rules! conformance {
             }
         }
     };
-}
-
-fn new_product(sku: &str, stock: i64) -> NewProduct {
-    NewProduct {
-        sku: Sku::parse(sku).unwrap(),
-        name: ProductName::parse("Thing").unwrap(),
-        description: Description::default(),
-        price_cents: PriceCents::parse(250).unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        stock: Stock::parse(stock).unwrap(),
-    }
-}
-
-async fn user(store: &Arc<dyn Store>) -> Uuid {
-    let email = format!("{}@example.com", Uuid::new_v4().simple());
-    let new = NewUser {
-        email: Email::parse(&email).unwrap(),
-        name: UserName::parse("Buyer").unwrap(),
-        password_hash: "$argon2id$fake".into(),
-        role: Role::User,
-    };
-    store.create_user(new).await.unwrap().id
 }
 
 fn order(user_id: Uuid, product: Uuid, quantity: i64) -> NewOrder {
