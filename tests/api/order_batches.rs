@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead::config::DatabaseConfig;
+use bulkhead::config::{DatabaseConfig, EventsConfig, Secret};
 use bulkhead::domain::order::{IdempotencyKey, IdempotentRequest, NewOrder, OrderLines, Placed};
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductName, Sku, Stock,
@@ -17,16 +17,25 @@ use bulkhead::domain::product::{
 use bulkhead::store::{Conflict, Store, StoreError};
 use uuid::Uuid;
 
-use crate::helpers::store::{new_product, pg_store_with, user};
+use crate::helpers::store::{new_product, pg_store_with_events, user};
 use crate::helpers::TestDatabase;
 
 /// One writer, so that every order queues behind the one that waits.
 async fn store() -> (Arc<dyn Store>, TestDatabase, tokio_postgres::Client) {
-    let (store, db) = pg_store_with(DatabaseConfig {
-        order_writers: 1,
-        order_batch_max: 32,
-        ..DatabaseConfig::default()
-    })
+    store_with_events(&EventsConfig::default()).await
+}
+
+async fn store_with_events(
+    events: &EventsConfig,
+) -> (Arc<dyn Store>, TestDatabase, tokio_postgres::Client) {
+    let (store, db) = pg_store_with_events(
+        DatabaseConfig {
+            order_writers: 1,
+            order_batch_max: 32,
+            ..DatabaseConfig::default()
+        },
+        events,
+    )
     .await;
     let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
@@ -289,4 +298,49 @@ async fn one_refused_write_fails_only_its_own_order() {
         .unwrap()
         .get(0);
     assert_eq!(keys, 3, "the refused order's key was not stored");
+}
+
+/// A batch writes one `order.placed` event per order it placed, in the batch's order
+/// (their `seq`s), and none for the orders it refused (the user's own event is left
+/// out).
+#[actix_web::test]
+async fn a_batch_writes_one_event_per_order_placed_in_its_order() {
+    let events = EventsConfig {
+        // Events on; no relay runs here, so the rows stay in the outbox.
+        nats_url: Some(Secret::new("nats://127.0.0.1:1")),
+        ..EventsConfig::default()
+    };
+    let (store, _db, mut db) = store_with_events(&events).await;
+    let alice = user(&store).await;
+    let held = product(&store, "E-HELD", 10).await;
+    let scarce = product(&store, "E-SCARCE", 2).await;
+    let orders = (0..4)
+        .map(|i| (order(alice, &[(scarce, 1)]), key(&format!("e-{i}"), 1)))
+        .collect();
+    let mut all = vec![(order(alice, &[(held, 1)]), key("first", 1))];
+    all.extend::<Vec<_>>(orders);
+    let outcomes = behind_a_held_row(&store, &mut db, held, all).await;
+    let placed: Vec<Uuid> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Ok(Placed::Created { order, .. }) => Some(order.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(placed.len(), 3, "the held order and two of the scarce four");
+    let rows = db
+        .query(
+            "SELECT kind, (payload::json ->> 'subject') FROM outbox
+             WHERE kind LIKE 'order.%' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let subjects: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    let want: Vec<String> = placed.iter().map(Uuid::to_string).collect();
+    assert_eq!(
+        subjects, want,
+        "one event an order placed, in the batch's order"
+    );
+    assert!(rows.iter().all(|r| r.get::<_, &str>(0) == "order.placed"));
 }

@@ -425,19 +425,23 @@ pub(super) async fn place(
         // Every statement of the last batch is prepared first: the batch ends with
         // COMMIT, and a statement sent after it would run outside the transaction.
         let write = c.prepare_cached(WRITE).await.map_err(pg_err)?;
-        // The events with their statements, built before the batch, in the jobs' order
+        // The events and their one statement, built before the batch, in the jobs' order
         // (after the product rows' locks: their seqs follow every earlier change).
-        let mut events = Vec::new();
-        if let Some(outbox) = outbox {
-            for outcome in &outcomes {
-                if let Outcome::Write(order, _) = outcome {
-                    events.push((
-                        outbox.prepare(c).await?,
-                        Event::new(EventKind::OrderPlaced, order.id, at, order),
-                    ));
-                }
+        let events = match outbox {
+            Some(outbox) => {
+                let events: Vec<Event> = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        Outcome::Write(order, _) => {
+                            Some(Event::new(EventKind::OrderPlaced, order.id, at, order))
+                        }
+                        Outcome::Done(_) => None,
+                    })
+                    .collect();
+                Some((outbox.prepare_many(c).await?, events))
             }
-        }
+            None => None,
+        };
         let (taken_ids, taken_qty): (Vec<Uuid>, Vec<i64>) = writes.taken.iter().unzip();
         let w = &writes;
         let params: [&(dyn ToSql + Sync); 18] = [
@@ -461,11 +465,12 @@ pub(super) async fn place(
             &w.bodies,
         ];
         let write = async { c.execute(&write, &params).await.map_err(pg_err) };
-        let events = futures_util::future::try_join_all(
-            events
-                .iter()
-                .map(|(stmt, event)| Outbox::insert(c, stmt, event)),
-        );
+        let events = async {
+            match &events {
+                Some((stmt, events)) => Outbox::insert_many(c, stmt, events).await,
+                None => Ok(()),
+            }
+        };
         futures_util::future::try_join3(write, events, tx.commit()).await?;
     }
     Ok(outcomes

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bulkhead::config::{DatabaseConfig, DatabaseUrl};
+use bulkhead::config::{DatabaseConfig, DatabaseUrl, EventsConfig};
 use bulkhead::domain::product::{
     Currency, Description, NewProduct, PriceCents, ProductName, Sku, Stock,
 };
@@ -19,12 +19,21 @@ pub async fn pg_store() -> (Arc<dyn Store>, TestDatabase) {
 
 /// The same with `cfg`'s settings (its `url` is the test database's).
 pub async fn pg_store_with(cfg: DatabaseConfig) -> (Arc<dyn Store>, TestDatabase) {
+    pg_store_with_events(cfg, &EventsConfig::default()).await
+}
+
+/// The same, writing domain events to the outbox when `events` is on (no relay runs: the
+/// rows stay for the test to read).
+pub async fn pg_store_with_events(
+    cfg: DatabaseConfig,
+    events: &EventsConfig,
+) -> (Arc<dyn Store>, TestDatabase) {
     let db = TestDatabase::create().await;
     let cfg = DatabaseConfig {
         url: Some(DatabaseUrl::new(db.url.clone())),
         ..cfg
     };
-    let store = PgStore::connect(&cfg).unwrap();
+    let store = PgStore::connect(&cfg).unwrap().with_events(events);
     assert_eq!(
         store.migrate().await.unwrap(),
         bulkhead::store::postgres::MIGRATIONS.len()
