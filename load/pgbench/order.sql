@@ -1,4 +1,4 @@
--- One order as Bulkhead places it alone (`place` in src/store/postgres/orders.rs with one
+-- One order as Bulkhead places it alone (`place` in src/store/postgres/placing.rs with one
 -- job: a lone order, or `database.order_batch_max = 1`), statement for statement, for
 -- pgbench: the database work of POST /api/v1/orders with a fresh Idempotency-Key and one
 -- item, with no HTTP server in front. Orders that arrive together share a transaction

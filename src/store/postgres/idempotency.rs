@@ -23,7 +23,7 @@ use crate::store::{Conflict, StoreError};
 /// The advisory lock key of `(user, key)`: SHA-256 folded to 64 bits, in the two-key
 /// space (`pg_try_advisory_xact_lock(int, int)`), which never meets the one-key locks of
 /// migrations and token families. Taken, looked up and stored by the order's statements
-/// (`orders.rs`: `TAKE_KEYS`, `LOOKUP_KEYS`, `WRITE`).
+/// (`placing.rs`: `TAKE_KEYS`, `LOOKUP_KEYS`, `WRITE`).
 pub(super) fn lock_key(user_id: Uuid, key: &str) -> (i32, i32) {
     let mut h = Sha256::new();
     h.update(user_id.as_bytes());

@@ -16,6 +16,7 @@ mod order_writer;
 mod orders;
 mod outbox;
 mod pipelined;
+mod placing;
 mod products;
 mod refresh_tokens;
 mod users;

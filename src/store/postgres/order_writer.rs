@@ -6,7 +6,7 @@
 //! clients, four orders a transaction against one: 2.2-2.3x the orders a second). So
 //! `create_order` queues its order, and `database.order_writers` tasks on the store's
 //! runtime each take every order waiting (up to `database.order_batch_max`) and place
-//! them together ([`orders::place`]). Nothing waits to fill a batch: a writer takes what
+//! them together ([`placing::place`]). Nothing waits to fill a batch: a writer takes what
 //! is queued the moment it is free, so a lone order is a transaction of one, as before,
 //! and batches grow only when orders arrive faster than the writers commit them (group
 //! commit, as a database does with its WAL flushes).
@@ -32,8 +32,8 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::orders::{self, Job};
 use super::pipelined::PipelinedTx;
+use super::placing::{self, Job};
 use super::{pool_err, Outbox};
 use crate::domain::order::Placed;
 use crate::store::StoreError;
@@ -161,7 +161,7 @@ async fn transact(
 ) -> Result<Vec<Result<Placed, StoreError>>, StoreError> {
     let work = async {
         let mut tx = PipelinedTx::new(placing.pool.get().await.map_err(pool_err)?);
-        match orders::place(&tx, placing.outbox.as_ref(), jobs).await {
+        match placing::place(&tx, placing.outbox.as_ref(), jobs).await {
             Ok(outcomes) => {
                 tx.finish();
                 let created = outcomes

@@ -42,12 +42,7 @@ impl Outbox {
     /// place (see `pipelined`). Call once per event: it decides whether this insert is
     /// the one that also sends the relay's NOTIFY.
     pub(crate) async fn prepare<C: GenericClient>(&self, c: &C) -> Result<Statement, StoreError> {
-        let sql = if self.wake.take_notify_slot() {
-            INSERT_NOTIFY
-        } else {
-            INSERT
-        };
-        c.prepare_cached(sql).await.map_err(pg_err)
+        self.prepare_either(c, INSERT, INSERT_NOTIFY).await
     }
 
     /// Insert `event` with a statement from [`prepare`](Self::prepare): sent when first
@@ -69,10 +64,22 @@ impl Outbox {
         &self,
         c: &C,
     ) -> Result<Statement, StoreError> {
+        self.prepare_either(c, INSERT_MANY, INSERT_MANY_NOTIFY)
+            .await
+    }
+
+    /// `plain`, or `notify` when this write is the one that also sends the relay's
+    /// NOTIFY (at most one per `events.notify_interval_ms`).
+    async fn prepare_either<C: GenericClient>(
+        &self,
+        c: &C,
+        plain: &str,
+        notify: &str,
+    ) -> Result<Statement, StoreError> {
         let sql = if self.wake.take_notify_slot() {
-            INSERT_MANY_NOTIFY
+            notify
         } else {
-            INSERT_MANY
+            plain
         };
         c.prepare_cached(sql).await.map_err(pg_err)
     }
